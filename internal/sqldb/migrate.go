@@ -1,0 +1,144 @@
+package sqldb
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"regexp"
+	"sort"
+	"strconv"
+	"time"
+)
+
+// Migration is one embedded schema change.
+type Migration struct {
+	Version int
+	Name    string
+	SQL     string
+}
+
+// Migrate brings a SQLite database opened with Open up to the newest schema
+// this binary knows. Each pending migration runs in its own transaction
+// together with its schema_migrations row, so a failed migration leaves the
+// database at the previous version. Running it again applies nothing.
+//
+// If the database records a version this binary does not know, Migrate
+// returns ErrSchemaTooNew without changing anything.
+func Migrate(ctx context.Context, db *sql.DB) error {
+	return migrate(ctx, db, sqliteDialect(), time.Now)
+}
+
+// Migrations lists the embedded SQLite migrations in version order.
+func Migrations() ([]Migration, error) {
+	return loadMigrations(sqliteDialect().files)
+}
+
+func migrate(ctx context.Context, db *sql.DB, d dialect, now func() time.Time) error {
+	migs, err := loadMigrations(d.files)
+	if err != nil {
+		return err
+	}
+	if _, err := db.ExecContext(ctx, d.createTable); err != nil {
+		return fmt.Errorf("migrate %s: create schema_migrations: %w", d.name, err)
+	}
+	applied, err := appliedVersions(ctx, db)
+	if err != nil {
+		return fmt.Errorf("migrate %s: %w", d.name, err)
+	}
+	known := make(map[int]bool, len(migs))
+	for _, m := range migs {
+		known[m.Version] = true
+	}
+	for v := range applied {
+		if !known[v] {
+			newest := 0
+			if len(migs) > 0 {
+				newest = migs[len(migs)-1].Version
+			}
+			return fmt.Errorf("migrate %s: database has migration %d, this binary knows up to %d (upgrade kplane): %w",
+				d.name, v, newest, ErrSchemaTooNew)
+		}
+	}
+	for _, m := range migs {
+		if applied[m.Version] {
+			continue
+		}
+		if err := applyOne(ctx, db, d, m, now()); err != nil {
+			return fmt.Errorf("migrate %s: %04d_%s: %w", d.name, m.Version, m.Name, err)
+		}
+	}
+	return nil
+}
+
+func appliedVersions(ctx context.Context, db *sql.DB) (map[int]bool, error) {
+	rows, err := db.QueryContext(ctx, `SELECT version FROM schema_migrations`)
+	if err != nil {
+		return nil, fmt.Errorf("read schema_migrations: %w", err)
+	}
+	defer rows.Close()
+	out := map[int]bool{}
+	for rows.Next() {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			return nil, fmt.Errorf("read schema_migrations: %w", err)
+		}
+		out[v] = true
+	}
+	return out, rows.Err()
+}
+
+func applyOne(ctx context.Context, db *sql.DB, d dialect, m Migration, at time.Time) (err error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, tx.Rollback())
+		}
+	}()
+	if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, d.insertApplied, m.Version, m.Name, at.UTC().Format(time.RFC3339)); err != nil {
+		return fmt.Errorf("record: %w", err)
+	}
+	return tx.Commit()
+}
+
+var migrationName = regexp.MustCompile(`^(\d{4})_([a-z0-9_]+)\.sql$`)
+
+// loadMigrations reads NNNN_name.sql files from the root of fsys. Versions
+// must start at 1 and have no gaps, so that two branches adding the same
+// number collide loudly in review instead of silently skipping one.
+func loadMigrations(fsys fs.FS) ([]Migration, error) {
+	entries, err := fs.ReadDir(fsys, ".")
+	if err != nil {
+		return nil, fmt.Errorf("%w: read dir: %v", ErrBadMigration, err)
+	}
+	var migs []Migration
+	for _, e := range entries {
+		if e.IsDir() {
+			return nil, fmt.Errorf("%w: unexpected directory %q", ErrBadMigration, e.Name())
+		}
+		m := migrationName.FindStringSubmatch(e.Name())
+		if m == nil {
+			return nil, fmt.Errorf("%w: file %q is not NNNN_name.sql", ErrBadMigration, e.Name())
+		}
+		v, _ := strconv.Atoi(m[1])
+		body, err := fs.ReadFile(fsys, e.Name())
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrBadMigration, err)
+		}
+		migs = append(migs, Migration{Version: v, Name: m[2], SQL: string(body)})
+	}
+	sort.Slice(migs, func(i, j int) bool { return migs[i].Version < migs[j].Version })
+	for i, m := range migs {
+		if m.Version != i+1 {
+			return nil, fmt.Errorf("%w: expected version %04d, found %04d_%s", ErrBadMigration, i+1, m.Version, m.Name)
+		}
+	}
+	return migs, nil
+}
