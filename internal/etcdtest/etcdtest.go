@@ -3,6 +3,10 @@
 // the data dir and the ports, so clients created before an outage
 // reconnect by themselves after it, as they would against a real cluster.
 //
+// Clients reach etcd through a TCP relay (Proxy), so Stop is an immediate
+// outage for them rather than etcd's graceful shutdown, and a test can cut
+// one client off with its own Proxy while others still reach etcd.
+//
 // It is for tests only; production code uses internal/etcdserver.
 package etcdtest
 
@@ -10,21 +14,25 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 
 	"github.com/kplane/kplane/internal/etcdserver"
 )
 
 // Server is an embedded etcd started for one test.
 type Server struct {
-	mu  sync.Mutex
-	cfg etcdserver.Config
-	srv *etcdserver.Server // nil while stopped
+	mu    sync.Mutex
+	cfg   etcdserver.Config
+	srv   *etcdserver.Server // nil while stopped
+	front *Proxy             // what Endpoints and Client use
 }
 
 // Start starts an etcd member and registers its shutdown with t.Cleanup.
@@ -53,6 +61,9 @@ func Start(t testing.TB) *Server {
 		}
 		s.srv = srv
 		t.Cleanup(func() { s.close() })
+		// Registered after close, so it runs first: clients lose etcd
+		// before etcd stops, and its shutdown does not wait on them.
+		s.front = newProxy(t, strings.TrimPrefix(s.cfg.ClientURL, "http://"))
 		return s
 	}
 	t.Fatalf("etcdtest: %v", lastErr)
@@ -61,18 +72,43 @@ func Start(t testing.TB) *Server {
 
 // Endpoints returns the client URLs, stable across Stop and Restart.
 func (s *Server) Endpoints() []string {
-	return []string{s.cfg.ClientURL}
+	return s.front.Endpoints()
+}
+
+// Proxy returns a new relay to this server, for a test that partitions
+// some clients (made with Proxy.Client) while others keep working.
+func (s *Server) Proxy(t testing.TB) *Proxy {
+	t.Helper()
+	return newProxy(t, strings.TrimPrefix(s.cfg.ClientURL, "http://"))
 }
 
 // Client returns a client of this server, closed when t ends. Its logging
 // is discarded: a test restarting etcd would otherwise fill the output
-// with reconnect warnings.
+// with reconnect warnings. Its reconnect backoff is capped at 500 ms:
+// gRPC's default grows to two minutes, so after an outage test a client
+// could stay disconnected long after etcd is back.
 func (s *Server) Client(t testing.TB) *clientv3.Client {
 	t.Helper()
+	return newClient(t, s.Endpoints())
+}
+
+// Client returns a client connected through this proxy, closed when t
+// ends; see Server.Client.
+func (p *Proxy) Client(t testing.TB) *clientv3.Client {
+	t.Helper()
+	return newClient(t, p.Endpoints())
+}
+
+func newClient(t testing.TB, endpoints []string) *clientv3.Client {
+	t.Helper()
 	c, err := clientv3.New(clientv3.Config{
-		Endpoints:   s.Endpoints(),
+		Endpoints:   endpoints,
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 500 * time.Millisecond},
+			MinConnectTimeout: time.Second,
+		})},
 	})
 	if err != nil {
 		t.Fatalf("etcdtest: client: %v", err)
@@ -90,6 +126,7 @@ func (s *Server) Stop(t testing.TB) {
 	if s.srv == nil {
 		t.Fatalf("etcdtest: Stop: not running")
 	}
+	s.front.Cut()
 	if err := s.srv.Close(); err != nil {
 		t.Fatalf("etcdtest: stop: %v", err)
 	}
@@ -109,6 +146,7 @@ func (s *Server) Restart(t testing.TB) {
 		t.Fatalf("etcdtest: restart: %v", err)
 	}
 	s.srv = srv
+	s.front.Heal()
 }
 
 func (s *Server) close() {
