@@ -1,0 +1,17 @@
+package signalman
+
+import "errors"
+
+var (
+	// ErrUnknownService means the driver has no definition for the service.
+	ErrUnknownService = errors.New("unknown service")
+	// ErrBusy means another operation on the same target is in progress.
+	// Callers retry later; nothing was changed.
+	ErrBusy = errors.New("orchestrator busy")
+	// ErrInvalid means the request itself is wrong (a negative count, an
+	// empty service name).
+	ErrInvalid = errors.New("invalid request")
+	// ErrNotConfirmed means instances were started but did not register in
+	// time; they have been stopped again.
+	ErrNotConfirmed = errors.New("instances not confirmed by the registry")
+)
