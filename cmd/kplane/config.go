@@ -1,0 +1,224 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is everything kplane needs to start. It is built in layers:
+// defaults (DefaultConfig or DevConfig), then a YAML file, then KPLANE_*
+// environment variables, then flags, then Validate.
+type Config struct {
+	// Listen is the address of the one HTTP listener (UI, API, ingest).
+	Listen string `yaml:"listen" env:"KPLANE_LISTEN"`
+	// DataDir holds the embedded etcd data, the SQLite store and the logs
+	// of local instances.
+	DataDir string `yaml:"data_dir" env:"KPLANE_DATA_DIR"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `yaml:"log_level" env:"KPLANE_LOG_LEVEL"`
+	// LogFormat is text or json.
+	LogFormat string `yaml:"log_format" env:"KPLANE_LOG_FORMAT"`
+
+	Etcd  EtcdConfig  `yaml:"etcd"`
+	Store StoreConfig `yaml:"store"`
+	Auth  AuthConfig  `yaml:"auth"`
+	Demo  DemoConfig  `yaml:"demo"`
+}
+
+// EtcdConfig selects the coordination store.
+type EtcdConfig struct {
+	// Embedded starts an etcd inside kplane with its data in DataDir/etcd.
+	Embedded bool `yaml:"embedded" env:"KPLANE_ETCD_EMBEDDED"`
+	// ClientListen and PeerListen are the embedded etcd's addresses.
+	ClientListen string `yaml:"client_listen" env:"KPLANE_ETCD_CLIENT_LISTEN"`
+	PeerListen   string `yaml:"peer_listen" env:"KPLANE_ETCD_PEER_LISTEN"`
+	// Endpoints of an external etcd cluster (when not embedded).
+	Endpoints []string `yaml:"endpoints" env:"KPLANE_ETCD_ENDPOINTS"`
+}
+
+// StoreConfig selects the SQL store.
+type StoreConfig struct {
+	// Path of the SQLite database; relative paths are inside DataDir.
+	Path string `yaml:"path" env:"KPLANE_STORE_PATH"`
+}
+
+// AuthConfig configures authentication.
+type AuthConfig struct {
+	// DevToken, in dev mode, is the admin token to create instead of a
+	// random one, so scripts can drive a dev instance.
+	DevToken string `yaml:"dev_token" env:"KPLANE_DEV_TOKEN"`
+	// SecureCookies marks session cookies Secure (set it behind TLS).
+	SecureCookies bool `yaml:"secure_cookies" env:"KPLANE_SECURE_COOKIES"`
+}
+
+// DemoConfig runs the ticketing demo services as local processes.
+type DemoConfig struct {
+	Enabled    bool `yaml:"enabled" env:"KPLANE_DEMO"`
+	Inventory  int  `yaml:"inventory" env:"KPLANE_DEMO_INVENTORY"`
+	Checkpoint int  `yaml:"checkpoint" env:"KPLANE_DEMO_CHECKPOINT"`
+}
+
+// DefaultConfig is the base of `kplane server`: loopback, SQLite in the
+// data dir, an external etcd on localhost, no demo.
+func DefaultConfig() Config {
+	return Config{
+		Listen:    "127.0.0.1:8080",
+		DataDir:   "./.kplane",
+		LogLevel:  "info",
+		LogFormat: "text",
+		Etcd: EtcdConfig{
+			ClientListen: "127.0.0.1:2379",
+			PeerListen:   "127.0.0.1:2380",
+			Endpoints:    []string{"http://127.0.0.1:2379"},
+		},
+		Store: StoreConfig{Path: "kplane.db"},
+		Demo:  DemoConfig{Inventory: 2, Checkpoint: 2},
+	}
+}
+
+// DevConfig is the base of `kplane dev`: the defaults plus an embedded
+// etcd and the ticketing demo.
+func DevConfig() Config {
+	c := DefaultConfig()
+	c.Etcd.Embedded = true
+	c.Demo.Enabled = true
+	return c
+}
+
+// LoadFile overlays the YAML file at path on c. Unknown keys are errors, so
+// a typo does not silently fall back to a default.
+func (c *Config) LoadFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	dec := yaml.NewDecoder(f)
+	dec.KnownFields(true)
+	// An empty file (io.EOF) means no settings.
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	return nil
+}
+
+// LoadEnv overlays KPLANE_* variables (as named by the env struct tags) on
+// c. lookup is os.LookupEnv outside tests.
+func (c *Config) LoadEnv(lookup func(string) (string, bool)) error {
+	return loadEnv(reflect.ValueOf(c).Elem(), lookup)
+}
+
+func loadEnv(v reflect.Value, lookup func(string) (string, bool)) error {
+	t := v.Type()
+	for i := range t.NumField() {
+		f, fv := t.Field(i), v.Field(i)
+		if f.Type.Kind() == reflect.Struct {
+			if err := loadEnv(fv, lookup); err != nil {
+				return err
+			}
+			continue
+		}
+		name := f.Tag.Get("env")
+		if name == "" {
+			continue
+		}
+		s, ok := lookup(name)
+		if !ok {
+			continue
+		}
+		switch f.Type.Kind() {
+		case reflect.String:
+			fv.SetString(s)
+		case reflect.Bool:
+			b, err := strconv.ParseBool(s)
+			if err != nil {
+				return fmt.Errorf("%s=%q: want true or false", name, s)
+			}
+			fv.SetBool(b)
+		case reflect.Int:
+			n, err := strconv.Atoi(s)
+			if err != nil {
+				return fmt.Errorf("%s=%q: want a whole number", name, s)
+			}
+			fv.SetInt(int64(n))
+		case reflect.Slice:
+			var parts []string
+			for _, p := range strings.Split(s, ",") {
+				if p = strings.TrimSpace(p); p != "" {
+					parts = append(parts, p)
+				}
+			}
+			fv.Set(reflect.ValueOf(parts))
+		}
+	}
+	return nil
+}
+
+// Validate reports the first setting a person must fix, in words they can
+// act on.
+func (c *Config) Validate() error {
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("listen %q: want host:port, e.g. 127.0.0.1:8080", c.Listen)
+	}
+	if c.DataDir == "" {
+		return errors.New("data dir is empty: set --data-dir or data_dir")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		return fmt.Errorf("log format %q: want text or json", c.LogFormat)
+	}
+	if c.Etcd.Embedded {
+		for name, a := range map[string]string{"etcd client listen": c.Etcd.ClientListen, "etcd peer listen": c.Etcd.PeerListen} {
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				return fmt.Errorf("%s %q: want host:port, e.g. 127.0.0.1:2379", name, a)
+			}
+		}
+		if c.Etcd.ClientListen == c.Etcd.PeerListen {
+			return fmt.Errorf("etcd client and peer listen addresses are both %s", c.Etcd.ClientListen)
+		}
+	} else {
+		if len(c.Etcd.Endpoints) == 0 {
+			return errors.New("no etcd endpoints: set etcd.endpoints (or KPLANE_ETCD_ENDPOINTS), or etcd.embedded: true")
+		}
+		for _, e := range c.Etcd.Endpoints {
+			u, err := url.Parse(e)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return fmt.Errorf("etcd endpoint %q: want a URL like http://127.0.0.1:2379", e)
+			}
+		}
+	}
+	if c.Store.Path == "" {
+		return errors.New("store path is empty: set store.path")
+	}
+	if c.Demo.Enabled && (c.Demo.Inventory < 0 || c.Demo.Checkpoint < 0) {
+		return errors.New("demo instance counts must not be negative")
+	}
+	if t := c.Auth.DevToken; t != "" && len(t) < 8 {
+		return errors.New("dev token is shorter than 8 characters")
+	}
+	return nil
+}
+
+// StorePath is the SQLite file, resolved against DataDir.
+func (c *Config) StorePath() string {
+	if filepath.IsAbs(c.Store.Path) {
+		return c.Store.Path
+	}
+	return filepath.Join(c.DataDir, c.Store.Path)
+}

@@ -1,0 +1,323 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/kplane/kplane/auth"
+	"github.com/kplane/kplane/internal/etcdserver"
+	"github.com/kplane/kplane/internal/sqldb"
+	"github.com/kplane/kplane/registry"
+	"github.com/kplane/kplane/signalman"
+	"github.com/kplane/kplane/signalman/process"
+	"github.com/kplane/kplane/web"
+)
+
+// demoVersion is the version the demo instances report.
+const demoVersion = "1.0.0"
+
+// serve runs kplane until ctx is cancelled, then stops every component in
+// order: the listener, the local instances (which deregister while etcd is
+// still up), the registry watcher, etcd, the store.
+func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer, dev bool) (err error) {
+	log := newLogger(cfg, stderr)
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	var cleanup []func()
+	defer func() {
+		for i := len(cleanup) - 1; i >= 0; i-- {
+			cleanup[i]()
+		}
+	}()
+
+	// Bind first: a busy port is the most common start-up failure and
+	// should be reported before anything else starts.
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Listen, unwrapSyscall(err))
+	}
+	cleanup = append(cleanup, func() { ln.Close() })
+
+	endpoints := cfg.Etcd.Endpoints
+	if cfg.Etcd.Embedded {
+		srv, err := etcdserver.Start(ctx, etcdserver.Config{
+			DataDir:   filepath.Join(cfg.DataDir, "etcd"),
+			ClientURL: "http://" + cfg.Etcd.ClientListen,
+			PeerURL:   "http://" + cfg.Etcd.PeerListen,
+			Logger:    log.With("component", "etcd"),
+		})
+		if err != nil {
+			return err
+		}
+		cleanup = append(cleanup, func() { srv.Close() })
+		endpoints = srv.Endpoints()
+	}
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   endpoints,
+		DialTimeout: 5 * time.Second,
+		Logger:      zap.NewNop(),
+	})
+	if err != nil {
+		return fmt.Errorf("etcd client: %w", err)
+	}
+	cleanup = append(cleanup, func() { cli.Close() })
+	if err := checkEtcd(ctx, cli, endpoints); err != nil {
+		return err
+	}
+
+	db, err := sqldb.Open(ctx, cfg.StorePath(), log.With("component", "store"))
+	if err != nil {
+		return err
+	}
+	cleanup = append(cleanup, func() { db.Close() })
+	if err := sqldb.Migrate(ctx, db); err != nil {
+		return err
+	}
+	authSvc, err := auth.New(db, auth.Config{Logger: log.With("component", "auth")})
+	if err != nil {
+		return err
+	}
+	var adminToken string
+	if dev {
+		adminToken, err = authSvc.EnsureAdmin(ctx, "admin", cfg.Auth.DevToken)
+		if err != nil {
+			return fmt.Errorf("dev admin: %w", err)
+		}
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	watcher := registry.NewWatcher(registry.WatcherConfig{Client: cli, Logger: log.With("component", "registry")})
+
+	var driver *process.Driver
+	if cfg.Demo.Enabled {
+		driver, err = newDemoDriver(cfg, endpoints, watcher, log.With("component", "signalman"))
+		if err != nil {
+			return err
+		}
+	}
+	ready := func(context.Context) error {
+		select {
+		case <-watcher.Ready():
+		default:
+			return errors.New("registry not yet listed")
+		}
+		return nil
+	}
+
+	webSrv, err := web.New(web.Config{
+		Logger:        log.With("component", "web"),
+		Auth:          authSvc,
+		Services:      watcher,
+		Ready:         ready,
+		Registerer:    reg,
+		Gatherer:      reg,
+		Version:       version,
+		SecureCookies: cfg.Auth.SecureCookies,
+	})
+	if err != nil {
+		return err
+	}
+
+	// Long-lived requests (server-sent events) end when shutdown begins.
+	reqCtx, cancelReqs := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelReqs()
+	httpSrv := &http.Server{
+		Handler:           webSrv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		BaseContext:       func(net.Listener) context.Context { return reqCtx },
+		ErrorLog:          slog.NewLogLogger(log.With("component", "http").Handler(), slog.LevelWarn),
+	}
+	httpSrv.RegisterOnShutdown(webSrv.CloseStreams)
+
+	runCtx, cancelRun := context.WithCancel(ctx)
+	defer cancelRun()
+	errc := make(chan error, 3)
+	var bg sync.WaitGroup
+	goRun := func(name string, fn func(context.Context) error) {
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			if err := fn(runCtx); err != nil && runCtx.Err() == nil {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	goRun("registry watcher", watcher.Run)
+	goRun("http", func(context.Context) error {
+		if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	if driver != nil {
+		goRun("signalman", driver.Run)
+	}
+
+	select {
+	case <-watcher.Ready():
+	case <-ctx.Done():
+	case err := <-errc:
+		return err
+	}
+
+	url := "http://" + ln.Addr().String()
+	if driver != nil && ctx.Err() == nil {
+		start := time.Now()
+		startDemo(ctx, driver, cfg, log)
+		log.Info("demo started", "took", time.Since(start).Round(time.Millisecond))
+	}
+	if ctx.Err() == nil {
+		printBanner(stdout, cfg, url, endpoints, adminToken, dev, driver != nil)
+		log.Info("kplane is serving", "url", url)
+	}
+
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	log.Info("shutting down")
+	cancelReqs()
+	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if serr := httpSrv.Shutdown(shutCtx); serr != nil {
+		log.Warn("http shutdown", "err", serr)
+	}
+	if driver != nil {
+		if cerr := driver.Close(); cerr != nil {
+			log.Warn("stopping instances", "err", cerr)
+		}
+	}
+	cancelRun()
+	bg.Wait()
+	log.Info("stopped")
+	return err
+}
+
+// newDemoDriver runs the ticketing demo as children of this very binary
+// (`kplane ticketing <service>`), so `go run ./cmd/kplane dev` needs no
+// separate build.
+func newDemoDriver(cfg Config, endpoints []string, c process.Confirmer, log *slog.Logger) (*process.Driver, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("demo: locate kplane binary: %w", err)
+	}
+	demoDir := filepath.Join(cfg.DataDir, "ticketing")
+	if err := os.MkdirAll(demoDir, 0o700); err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	etcdArg := strings.Join(endpoints, ",")
+	common := []string{"--listen", "127.0.0.1:0", "--etcd", etcdArg, "--id", "{id}", "--env", "{env}", "--version", "{version}"}
+	return process.New(process.Config{
+		Services: map[string]process.Spec{
+			"inventory": {
+				Path:    exe,
+				Args:    append(append([]string{"ticketing", "inventory"}, common...), "--db", filepath.Join(demoDir, "inventory.db")),
+				Version: demoVersion,
+			},
+			"checkpoint": {
+				Path:    exe,
+				Args:    append([]string{"ticketing", "checkpoint"}, common...),
+				Version: demoVersion,
+			},
+		},
+		Confirmer: c,
+		LogDir:    filepath.Join(cfg.DataDir, "logs"),
+		StateFile: filepath.Join(cfg.DataDir, "instances.json"),
+		Logger:    log,
+	})
+}
+
+// startDemo scales the demo services in parallel and waits for them. A
+// failure is logged, not fatal: the console is still useful.
+func startDemo(ctx context.Context, d signalman.Orchestrator, cfg Config, log *slog.Logger) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for svc, n := range map[string]int{"inventory": cfg.Demo.Inventory, "checkpoint": cfg.Demo.Checkpoint} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := signalman.Target{Service: svc, Env: "dev"}
+			if _, err := d.Scale(ctx, t, n); err != nil && ctx.Err() == nil {
+				log.Error("demo service did not start", "service", svc, "err", err)
+			}
+		}()
+	}
+}
+
+func checkEtcd(ctx context.Context, cli *clientv3.Client, endpoints []string) error {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := cli.Get(cctx, "/kplane/ping"); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("etcd at %s is not answering: %w", strings.Join(endpoints, ","), err)
+	}
+	return nil
+}
+
+func printBanner(w io.Writer, cfg Config, url string, endpoints []string, token string, dev, demo bool) {
+	mode := "server"
+	if dev {
+		mode = "dev"
+	}
+	fmt.Fprintf(w, "\nkplane %s is running (version %s).\n\n", mode, version)
+	fmt.Fprintf(w, "  Console:  %s\n", url)
+	if token != "" {
+		fmt.Fprintf(w, "  Token:    %s   (user admin, role admin; paste it on the sign-in page)\n", token)
+	}
+	etcdNote := ""
+	if cfg.Etcd.Embedded {
+		etcdNote = "  (embedded, data in " + filepath.Join(cfg.DataDir, "etcd") + ")"
+	}
+	fmt.Fprintf(w, "  etcd:     %s%s\n", strings.Join(endpoints, ","), etcdNote)
+	fmt.Fprintf(w, "  Store:    %s (SQLite)\n", cfg.StorePath())
+	if demo {
+		fmt.Fprintf(w, "  Demo:     inventory x%d, checkpoint x%d (logs in %s)\n",
+			cfg.Demo.Inventory, cfg.Demo.Checkpoint, filepath.Join(cfg.DataDir, "logs"))
+	}
+	if token != "" {
+		fmt.Fprintf(w, "\n  Try:      export KPLANE_ADDR=%s KPLANE_TOKEN=%s\n", url, token)
+		fmt.Fprintf(w, "            kplane services\n")
+	}
+	fmt.Fprintf(w, "\n  Ctrl-C stops everything.\n\n")
+}
+
+func newLogger(cfg Config, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// unwrapSyscall turns "listen tcp 127.0.0.1:8080: bind: address already in
+// use" into "address already in use".
+func unwrapSyscall(err error) error {
+	var se *os.SyscallError
+	if errors.As(err, &se) {
+		return se.Err
+	}
+	return err
+}
