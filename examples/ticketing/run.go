@@ -1,0 +1,212 @@
+package ticketing
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/kplane/kplane/examples/ticketing/api"
+	"github.com/kplane/kplane/examples/ticketing/checkpoint"
+	"github.com/kplane/kplane/examples/ticketing/instrument"
+	"github.com/kplane/kplane/examples/ticketing/inventory"
+	"github.com/kplane/kplane/registry"
+)
+
+// ShutdownTimeout bounds how long Run waits for in-flight requests once
+// its context ends; process supervisors should wait a little longer before
+// killing.
+const ShutdownTimeout = 10 * time.Second
+
+// inventoryTimeout bounds one checkpoint call to inventory, retries
+// included, so that a gate never hangs on a stuck instance.
+const inventoryTimeout = 5 * time.Second
+
+// Run runs one service instance until ctx ends, then deregisters it (at
+// once, by revoking its lease), drains in-flight requests and returns nil.
+// It returns an error if the instance cannot start or stops serving.
+func Run(ctx context.Context, cfg Config) error {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	started := time.Now().UTC()
+	if cfg.ID == "" {
+		cfg.ID = cfg.Service + "-" + randomSuffix()
+	}
+	log := cfg.Logger.With("service", cfg.Service, "instance", cfg.ID)
+
+	ln := cfg.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+			return fmt.Errorf("listen: %w", err)
+		}
+	}
+	defer ln.Close()
+	addr, err := advertiseAddr(cfg.Advertise, ln.Addr(), len(cfg.Etcd) > 0)
+	if err != nil {
+		return err
+	}
+
+	var etcd *clientv3.Client
+	if len(cfg.Etcd) > 0 {
+		// Registration losses are logged by the registrar; the client's own
+		// reconnect chatter would only repeat them.
+		etcd, err = clientv3.New(clientv3.Config{Endpoints: cfg.Etcd, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		if err != nil {
+			return fmt.Errorf("etcd client: %w", err)
+		}
+		defer etcd.Close()
+	}
+
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewGoCollector(),
+	)
+	mw, err := instrument.New(instrument.Config{Service: cfg.Service, Registerer: metrics, AccessLog: cfg.AccessLog, Logger: log})
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{Registry: metrics}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		api.WriteJSON(w, http.StatusOK, map[string]any{
+			"status": "ok", "service": cfg.Service, "id": cfg.ID, "version": cfg.Version, "started": started,
+		})
+	})
+
+	// The watcher outlives ctx: in-flight checkpoint requests still resolve
+	// inventory while the server drains. It stops when Run returns.
+	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWatch()
+	switch cfg.Service {
+	case Inventory:
+		store, err := inventory.Open(ctx, inventory.StoreConfig{Path: cfg.DB, Seed: true})
+		if err != nil {
+			return err
+		}
+		defer store.Close()
+		inventory.NewHandler(inventory.HandlerConfig{Store: store, Logger: log}).Register(mux)
+	case Checkpoint:
+		h, err := newCheckpoint(ctx, watchCtx, cfg, etcd, log)
+		if err != nil {
+			return err
+		}
+		h.Register(mux)
+	}
+
+	srv := &http.Server{
+		Handler:           mw.Wrap(api.JSONErrors(mux)),
+		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("serving", "addr", addr, "version", cfg.Version, "env", cfg.Env)
+
+	// Registration starts once the server accepts connections, so nobody
+	// finds the instance before it can answer.
+	regCtx, stopReg := context.WithCancel(ctx)
+	defer stopReg()
+	regDone := make(chan error, 1)
+	if etcd != nil {
+		reg, err := registry.NewRegistrar(registry.RegistrarConfig{
+			Client: etcd,
+			Instance: registry.Instance{
+				ID: cfg.ID, Name: cfg.Service, Addr: addr, Version: cfg.Version,
+				Tags: cfg.Tags, Env: cfg.Env, Started: started,
+			},
+			Logger: log,
+		})
+		if err != nil {
+			srv.Close()
+			return err
+		}
+		go func() { regDone <- reg.Run(regCtx) }()
+	} else {
+		close(regDone)
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		runErr = fmt.Errorf("serve: %w", err)
+	}
+	// Deregister first: callers stop picking this instance while it still
+	// answers the requests they already sent.
+	stopReg()
+	if err := <-regDone; err != nil {
+		runErr = errors.Join(runErr, fmt.Errorf("registration: %w", err))
+	}
+	drainCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(drainCtx); err != nil {
+		log.Warn("requests still running at shutdown timeout; closing their connections", "timeout", ShutdownTimeout)
+		srv.Close()
+	}
+	log.Info("stopped")
+	return runErr
+}
+
+// newCheckpoint builds the checkpoint API with its way to reach inventory:
+// the given URL, or the registry.
+func newCheckpoint(ctx, watchCtx context.Context, cfg Config, etcd *clientv3.Client, log *slog.Logger) (*checkpoint.Handler, error) {
+	if cfg.InventoryURL != "" || etcd == nil {
+		return checkpoint.NewHandler(checkpoint.Config{InventoryURL: cfg.InventoryURL, Logger: log}), nil
+	}
+	watcher := registry.NewWatcher(registry.WatcherConfig{Client: etcd, Logger: log})
+	go watcher.Run(watchCtx)
+	// Serving before the first list would answer every gate with "no
+	// inventory" for a moment.
+	select {
+	case <-watcher.Ready():
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for the registry: %w", context.Cause(ctx))
+	}
+	client := &http.Client{
+		Transport: registry.NewTransport(registry.TransportConfig{
+			Resolver: watcher,
+			Selector: registry.Selector{Tag: cfg.InventoryTag, Fallback: registry.FallbackUntagged},
+		}),
+		Timeout: inventoryTimeout,
+	}
+	return checkpoint.NewHandler(checkpoint.Config{
+		Inventory:    client,
+		InventoryURL: checkpoint.DefaultInventoryURL,
+		Logger:       log,
+		Unavailable:  func(err error) bool { return errors.Is(err, registry.ErrNoInstances) },
+	}), nil
+}
+
+// advertiseAddr is the address to register: the one asked for, else the
+// bound one, which cannot be an all-interfaces address.
+func advertiseAddr(advertise string, bound net.Addr, registering bool) (string, error) {
+	if advertise != "" {
+		return advertise, nil
+	}
+	if tcp, ok := bound.(*net.TCPAddr); ok && tcp.IP.IsUnspecified() && registering {
+		return "", fmt.Errorf("%w: listening on all interfaces (%s): set --advertise to the host:port others should dial", ErrInvalidConfig, bound)
+	}
+	return bound.String(), nil
+}
+
+func randomSuffix() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
+	return hex.EncodeToString(b)
+}
