@@ -110,17 +110,17 @@ type comingView struct {
 var (
 	comingAutoscaler = comingView{
 		Feature: "Autoscaling (Scout → Headquarter → Signalman)",
-		What:    "Each service's scaling policy, its current capacity, and every scaling decision with the votes and guards that explain it.",
+		What:    "each service's scaling policy, its current capacity, and every scaling decision with the votes and guards that explain it.",
 		Icon:    "autoscaler",
 	}
 	comingBuilds = comingView{
 		Feature: "Build promotion (HAWAII)",
-		What:    "Every reported build moving through alpha and QA to prod, with its test results, what changed, and a promote button for releasers.",
+		What:    "every reported build moving through alpha and QA to prod, with its test results, what changed, and a promote button for releasers.",
 		Icon:    "builds",
 	}
 	comingTraces = comingView{
 		Feature: "Trace lookup (KTrace)",
-		What:    "Paste a trace ID from a log line or an error page and see the whole call tree across services.",
+		What:    "a box to paste a trace ID from a log line or an error page, and the whole call tree of that request across services.",
 		Icon:    "traces",
 	}
 )
