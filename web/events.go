@@ -52,7 +52,12 @@ func (s *Server) serviceEvents(c *gin.Context) {
 			return
 		case <-s.streamsDone:
 			return
-		case <-changes:
+		case _, ok := <-changes:
+			if !ok {
+				// The source stopped (shutdown): end the stream rather than
+				// spin on a closed channel; the browser reconnects later.
+				return
+			}
 			if !send() {
 				return
 			}

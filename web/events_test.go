@@ -153,3 +153,29 @@ func TestServiceEventsNeedSession(t *testing.T) {
 		t.Fatalf("stream without session: %d, want 401", r.status)
 	}
 }
+
+// closingSource is a source whose subscription channel is closed, as a
+// stopping watcher may do.
+type closingSource struct{ *memSource }
+
+func (c closingSource) Subscribe() (<-chan struct{}, func()) {
+	ch := make(chan struct{})
+	close(ch)
+	return ch, func() {}
+}
+
+func TestServiceEventsEndWhenSourceCloses(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.Services = closingSource{newMemSource(demoServices()...)} })
+	browser := e.signIn(e.tokens[auth.Viewer])
+	resp, cancel := openStream(t, e, browser)
+	defer cancel()
+	n := 0
+	for range readEvents(t, resp) {
+		if n++; n > 1 {
+			t.Fatal("stream kept sending after the source closed its channel; want it to end after the initial snapshot")
+		}
+	}
+	if n != 1 {
+		t.Fatalf("stream sent %d events, want the initial snapshot", n)
+	}
+}

@@ -36,7 +36,8 @@ const heartbeatInterval = 15 * time.Second
 // Services returns a snapshot the caller may read but must not modify.
 // Subscribe returns a channel that receives a value some time after any
 // change (several changes may be coalesced into one value) and a cancel
-// function that releases the subscription; it is safe to call once.
+// function that releases the subscription; it is safe to call once. A
+// source that stops may close the channel, which ends open event streams.
 type ServiceSource interface {
 	Services() []registry.Service
 	Subscribe() (<-chan struct{}, func())

@@ -1,6 +1,8 @@
 package web
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"strings"
@@ -36,10 +38,17 @@ func (s *Server) loginPage(c *gin.Context) {
 	s.showLogin(c, http.StatusOK, loginView{Next: c.Query("next")})
 }
 
+// newCSRFToken returns 256 random bits, hex-encoded.
+func newCSRFToken() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
+	return hex.EncodeToString(b[:])
+}
+
 func (s *Server) showLogin(c *gin.Context, status int, v loginView) {
 	tok, err := c.Cookie(loginCSRFCookie)
 	if err != nil || len(tok) < 32 {
-		tok = newTraceID() + newTraceID()
+		tok = newCSRFToken()
 		s.setCookie(c, loginCSRFCookie, tok, "/login", time.Time{}, loginCSRFTTL)
 	}
 	v.CSRF = tok

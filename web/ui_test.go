@@ -1,7 +1,9 @@
 package web
 
 import (
+	"crypto/tls"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -231,5 +233,16 @@ func TestFormatUptime(t *testing.T) {
 		if got := formatUptime(secDur(tt.secs)); got != tt.want {
 			t.Errorf("formatUptime(%ds) = %q, want %q", tt.secs, got, tt.want)
 		}
+	}
+}
+
+func TestCookiesSecureOverTLS(t *testing.T) {
+	e := newEnv(t)
+	req := httptest.NewRequest("GET", "https://kplane.example/login", nil)
+	req.TLS = &tls.ConnectionState{}
+	rec := httptest.NewRecorder()
+	e.srv.Handler().ServeHTTP(rec, req)
+	if c := cookieNamed(response{header: rec.Header()}, loginCSRFCookie); c == nil || !c.Secure {
+		t.Fatalf("cookie set over TLS %+v, want Secure", c)
 	}
 }
