@@ -59,6 +59,8 @@ Start here:  kplane dev       (embedded etcd, SQLite and the ticketing demo)`,
 		newUserCmd(),
 		newTokenCmd(),
 		newServicesCmd(),
+		newTicketingCmd(),
+		newLoadgenCmd(),
 	)
 	return root
 }
