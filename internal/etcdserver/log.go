@@ -3,6 +3,7 @@ package etcdserver
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -11,26 +12,28 @@ import (
 // zapToSlog builds the zap logger handed to embedded etcd. etcd logs every
 // raft step, compaction and connection at info level; only its errors tell
 // an operator something, so anything below error is dropped before it is
-// even encoded.
-func zapToSlog(l *slog.Logger) *zap.Logger {
+// even encoded. Setting closing silences it entirely: while shutting down
+// etcd reports each listener it closes as a failed serve, at error level.
+func zapToSlog(l *slog.Logger, closing *atomic.Bool) *zap.Logger {
 	if l == nil {
 		return zap.NewNop()
 	}
-	return zap.New(&slogCore{l: l.With("component", "etcd"), level: zapcore.ErrorLevel})
+	return zap.New(&slogCore{l: l.With("component", "etcd"), level: zapcore.ErrorLevel, closing: closing})
 }
 
 // slogCore is a zapcore.Core that writes to slog. zap fields are encoded
 // into a map so slog handlers (text or JSON) render them natively.
 type slogCore struct {
-	l      *slog.Logger
-	level  zapcore.Level
-	fields []zapcore.Field
+	l       *slog.Logger
+	level   zapcore.Level
+	closing *atomic.Bool
+	fields  []zapcore.Field
 }
 
-func (c *slogCore) Enabled(l zapcore.Level) bool { return l >= c.level }
+func (c *slogCore) Enabled(l zapcore.Level) bool { return l >= c.level && !c.closing.Load() }
 
 func (c *slogCore) With(fields []zapcore.Field) zapcore.Core {
-	return &slogCore{l: c.l, level: c.level, fields: append(c.fields[:len(c.fields):len(c.fields)], fields...)}
+	return &slogCore{l: c.l, level: c.level, closing: c.closing, fields: append(c.fields[:len(c.fields):len(c.fields)], fields...)}
 }
 
 func (c *slogCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -57,6 +58,7 @@ type Server struct {
 	etcd      *embed.Etcd
 	lock      *os.File
 	endpoints []string
+	closing   *atomic.Bool // silences etcd's shutdown noise
 
 	closeOnce sync.Once
 	closeErr  error
@@ -102,7 +104,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	ec.InitialCluster = ec.InitialClusterFromName(cfg.Name)
 	ec.UnsafeNoFsync = cfg.UnsafeNoFsync
 	ec.LogLevel = "error"
-	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zapToSlog(cfg.Logger))
+	closing := new(atomic.Bool)
+	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zapToSlog(cfg.Logger, closing))
 	// Registrations churn keys on every deploy; without compaction a
 	// long-lived dev data dir grows until etcd's 2 GiB quota stops writes.
 	ec.AutoCompactionMode = "periodic"
@@ -122,16 +125,18 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	select {
 	case <-e.Server.ReadyNotify():
 	case err := <-e.Err():
+		closing.Store(true)
 		e.Close()
 		lock.Close()
 		return nil, startError(err)
 	case <-ctx.Done():
+		closing.Store(true)
 		e.Close()
 		lock.Close()
 		return nil, fmt.Errorf("etcd: not ready: %w", context.Cause(ctx))
 	}
 
-	s := &Server{etcd: e, lock: lock}
+	s := &Server{etcd: e, lock: lock, closing: closing}
 	for _, l := range e.Clients {
 		s.endpoints = append(s.endpoints, curl.Scheme+"://"+l.Addr().String())
 	}
@@ -155,6 +160,7 @@ func (s *Server) Err() <-chan error {
 // once; later calls return the first result.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
+		s.closing.Store(true)
 		s.etcd.Close()
 		s.closeErr = s.lock.Close()
 	})
