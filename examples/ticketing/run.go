@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -51,7 +52,13 @@ func Run(ctx context.Context, cfg Config) error {
 	if ln == nil {
 		var err error
 		if ln, err = net.Listen("tcp", cfg.Listen); err != nil {
-			return fmt.Errorf("listen: %w", err)
+			// "listen on 127.0.0.1:80: bind: permission denied", not the
+			// address twice.
+			var op *net.OpError
+			if errors.As(err, &op) {
+				err = op.Err
+			}
+			return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 		}
 	}
 	defer ln.Close()
@@ -90,6 +97,8 @@ func Run(ctx context.Context, cfg Config) error {
 
 	// The watcher outlives ctx: in-flight checkpoint requests still resolve
 	// inventory while the server drains. It stops when Run returns.
+	var background sync.WaitGroup
+	defer background.Wait()
 	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWatch()
 	switch cfg.Service {
@@ -101,10 +110,11 @@ func Run(ctx context.Context, cfg Config) error {
 		defer store.Close()
 		inventory.NewHandler(inventory.HandlerConfig{Store: store, Logger: log}).Register(mux)
 	case Checkpoint:
-		h, err := newCheckpoint(ctx, watchCtx, cfg, etcd, log)
+		h, client, err := newCheckpoint(ctx, watchCtx, &background, cfg, etcd, log)
 		if err != nil {
 			return err
 		}
+		defer client.CloseIdleConnections()
 		h.Register(mux)
 	}
 
@@ -164,19 +174,22 @@ func Run(ctx context.Context, cfg Config) error {
 }
 
 // newCheckpoint builds the checkpoint API with its way to reach inventory:
-// the given URL, or the registry.
-func newCheckpoint(ctx, watchCtx context.Context, cfg Config, etcd *clientv3.Client, log *slog.Logger) (*checkpoint.Handler, error) {
+// the given URL, or the registry. The client is returned for closing its
+// connections at the end.
+func newCheckpoint(ctx, watchCtx context.Context, background *sync.WaitGroup, cfg Config, etcd *clientv3.Client, log *slog.Logger) (*checkpoint.Handler, *http.Client, error) {
 	if cfg.InventoryURL != "" || etcd == nil {
-		return checkpoint.NewHandler(checkpoint.Config{InventoryURL: cfg.InventoryURL, Logger: log}), nil
+		client := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone(), Timeout: inventoryTimeout}
+		h := checkpoint.NewHandler(checkpoint.Config{Inventory: client, InventoryURL: cfg.InventoryURL, Logger: log})
+		return h, client, nil
 	}
 	watcher := registry.NewWatcher(registry.WatcherConfig{Client: etcd, Logger: log})
-	go watcher.Run(watchCtx)
+	background.Go(func() { _ = watcher.Run(watchCtx) }) // nil when watchCtx ends; failures are retried inside
 	// Serving before the first list would answer every gate with "no
 	// inventory" for a moment.
 	select {
 	case <-watcher.Ready():
 	case <-ctx.Done():
-		return nil, fmt.Errorf("waiting for the registry: %w", context.Cause(ctx))
+		return nil, nil, fmt.Errorf("waiting for the registry: %w", context.Cause(ctx))
 	}
 	client := &http.Client{
 		Transport: registry.NewTransport(registry.TransportConfig{
@@ -185,12 +198,13 @@ func newCheckpoint(ctx, watchCtx context.Context, cfg Config, etcd *clientv3.Cli
 		}),
 		Timeout: inventoryTimeout,
 	}
-	return checkpoint.NewHandler(checkpoint.Config{
+	h := checkpoint.NewHandler(checkpoint.Config{
 		Inventory:    client,
 		InventoryURL: checkpoint.DefaultInventoryURL,
 		Logger:       log,
 		Unavailable:  func(err error) bool { return errors.Is(err, registry.ErrNoInstances) },
-	}), nil
+	})
+	return h, client, nil
 }
 
 // advertiseAddr is the address to register: the one asked for, else the

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/kplane/kplane/examples/ticketing/api"
@@ -39,12 +38,13 @@ func NewHandler(cfg HandlerConfig) *Handler {
 	return h
 }
 
-// Register adds the inventory routes to mux.
+// Register adds the inventory routes to mux. There is deliberately no
+// route to read an order back: order IDs are sequential, and an order
+// holds ticket codes, which are what gets a person through the gate.
 func (h *Handler) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /events", h.listEvents)
 	mux.HandleFunc("GET /events/{id}", h.getEvent)
 	mux.HandleFunc("POST /events/{id}/orders", h.createOrder)
-	mux.HandleFunc("GET /orders/{id}", h.getOrder)
 	mux.HandleFunc("GET /tickets/{code}", h.getTicket)
 	mux.HandleFunc("POST /tickets/{code}/checkin", h.checkIn)
 }
@@ -78,22 +78,7 @@ func (h *Handler) createOrder(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	w.Header().Set("Location", "/orders/"+strconv.FormatInt(order.ID, 10))
 	api.WriteJSON(w, http.StatusCreated, order)
-}
-
-func (h *Handler) getOrder(w http.ResponseWriter, r *http.Request) {
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	if err != nil {
-		h.fail(w, r, ErrOrderNotFound) // no order has a non-numeric id
-		return
-	}
-	order, err := h.store.Order(r.Context(), id)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	api.WriteJSON(w, http.StatusOK, order)
 }
 
 func (h *Handler) getTicket(w http.ResponseWriter, r *http.Request) {
@@ -126,8 +111,6 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		api.WriteError(w, http.StatusBadRequest, api.Error{Error: err.Error(), Code: api.CodeBadRequest})
 	case errors.Is(err, ErrEventNotFound):
 		api.WriteError(w, http.StatusNotFound, api.Error{Error: "event not found", Code: "event_not_found"})
-	case errors.Is(err, ErrOrderNotFound):
-		api.WriteError(w, http.StatusNotFound, api.Error{Error: "order not found", Code: "order_not_found"})
 	case errors.Is(err, ErrTicketNotFound):
 		api.WriteError(w, http.StatusNotFound, api.Error{Error: "ticket not found", Code: "ticket_not_found"})
 	case errors.Is(err, ErrSoldOut):

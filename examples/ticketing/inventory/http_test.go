@@ -65,7 +65,6 @@ func TestHTTPErrors(t *testing.T) {
 		{"more than the stock", "POST", "/events/gig/orders", `{"quantity":3,"buyer":"ann"}`, 409, "not_enough_stock", ""},
 		{"unknown ticket", "GET", "/tickets/NOPE", "", 404, "ticket_not_found", ""},
 		{"check in unknown ticket", "POST", "/tickets/NOPE/checkin", "", 404, "ticket_not_found", ""},
-		{"order id not a number", "GET", "/orders/abc", "", 404, "order_not_found", ""},
 		{"no such route", "GET", "/nope", "", 404, api.CodeNotFound, ""},
 		{"wrong method", "DELETE", "/events", "", 405, api.CodeMethodNotAllowed, ""},
 	}
@@ -81,7 +80,7 @@ func TestHTTPErrors(t *testing.T) {
 }
 
 func TestHTTPBuyAndCheckIn(t *testing.T) {
-	srv, _ := newServer(t)
+	srv, store := newServer(t)
 
 	var events []api.Event
 	if resp := do(t, "GET", srv.URL+"/events", "", &events); resp.StatusCode != 200 || len(events) != 1 || events[0].Stock != 2 {
@@ -89,12 +88,11 @@ func TestHTTPBuyAndCheckIn(t *testing.T) {
 	}
 	var order api.Order
 	resp := do(t, "POST", srv.URL+"/events/gig/orders", `{"quantity":2,"buyer":"ann"}`, &order)
-	if resp.StatusCode != 201 || len(order.Tickets) != 2 || resp.Header.Get("Location") == "" {
-		t.Fatalf("buy = %d %+v (Location %q)", resp.StatusCode, order, resp.Header.Get("Location"))
+	if resp.StatusCode != 201 || len(order.Tickets) != 2 {
+		t.Fatalf("buy = %d %+v", resp.StatusCode, order)
 	}
-	var stored api.Order
-	if resp := do(t, "GET", srv.URL+resp.Header.Get("Location"), "", &stored); resp.StatusCode != 200 || len(stored.Tickets) != 2 {
-		t.Errorf("GET order = %d %+v", resp.StatusCode, stored)
+	if stored, err := store.Order(t.Context(), order.ID); err != nil || len(stored.Tickets) != 2 {
+		t.Errorf("stored order = %+v, %v", stored, err)
 	}
 	var e api.Error
 	if resp := do(t, "POST", srv.URL+"/events/gig/orders", `{"quantity":1,"buyer":"bob"}`, &e); resp.StatusCode != 409 || e.Code != "sold_out" {

@@ -7,6 +7,7 @@ import (
 	"encoding/base32"
 	"errors"
 	"fmt"
+	mathrand "math/rand/v2"
 	"strings"
 	"time"
 
@@ -90,11 +91,30 @@ func Open(ctx context.Context, cfg StoreConfig) (*Store, error) {
 		}
 		s.reads.SetMaxOpenConns(4)
 	}
-	if err := s.migrate(ctx, cfg.Seed, time.Now()); err != nil {
+	if err := s.migrateRetrying(ctx, cfg.Seed, busy); err != nil {
 		s.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// migrateRetrying migrates, retrying on ErrBusy until the busy timeout:
+// while several instances open a new file and switch it to WAL, SQLite
+// can refuse a lock at once instead of waiting in its busy handler.
+// Opening is rare, so a retry costs nothing.
+func (s *Store) migrateRetrying(ctx context.Context, seed bool, busy time.Duration) error {
+	deadline := time.Now().Add(busy)
+	for {
+		err := s.migrate(ctx, seed, time.Now())
+		if !errors.Is(err, ErrBusy) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("inventory: migrate: %w", context.Cause(ctx))
+		case <-time.After(time.Duration(10+mathrand.IntN(40)) * time.Millisecond):
+		}
+	}
 }
 
 func keepOneConnection(db *sql.DB) {
