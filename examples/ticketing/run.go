@@ -112,6 +112,9 @@ func Run(ctx context.Context, cfg Config) error {
 	case Checkpoint:
 		h, client, err := newCheckpoint(ctx, watchCtx, &background, cfg, etcd, log)
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped while waiting for the registry: nothing failed
+			}
 			return err
 		}
 		defer client.CloseIdleConnections()

@@ -423,3 +423,19 @@ func TestRunConfigErrors(t *testing.T) {
 		t.Errorf("busy port: err = %v", err)
 	}
 }
+
+// A checkpoint stopped while etcd never answers returns nil, as any stop
+// does, instead of hanging or failing.
+func TestRunStopsWhileWaitingForRegistry(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String() // nothing answers there once closed
+	ln.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	if err := Run(ctx, Config{Service: Checkpoint, Etcd: []string{"http://" + dead}}); err != nil {
+		t.Errorf("Run = %v, want nil after its context ended", err)
+	}
+}
