@@ -20,7 +20,10 @@ const opTimeout = 5 * time.Second
 
 // RegistrarConfig configures a Registrar.
 type RegistrarConfig struct {
-	// Client is the etcd client to register through. Required.
+	// Client is the etcd client to register through. Required. Give it a
+	// bounded gRPC reconnect backoff (grpc.WithConnectParams, MaxDelay of
+	// a second or two): gRPC's default grows to two minutes, which after a
+	// long etcd outage delays re-registration by as much.
 	Client *clientv3.Client
 	// Instance is what to register. Validated by NewRegistrar. A zero
 	// Started is set to the time NewRegistrar is called.
