@@ -25,7 +25,6 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/kplane/kplane/internal/etcdserver"
 	"github.com/kplane/kplane/registry"
@@ -80,7 +79,7 @@ func run(n, crashes int) error {
 	defer srv.Close()
 
 	newClient := func() (*clientv3.Client, error) {
-		return clientv3.New(clientv3.Config{Endpoints: srv.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		return registry.Connect(registry.ConnectConfig{Endpoints: srv.Endpoints()})
 	}
 	// Registrars and the watcher use separate connections, as separate
 	// processes would.
@@ -268,7 +267,7 @@ func child(raw string) error {
 	if err := json.Unmarshal([]byte(raw), &spec); err != nil {
 		return err
 	}
-	c, err := clientv3.New(clientv3.Config{Endpoints: spec.Endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	c, err := registry.Connect(registry.ConnectConfig{Endpoints: spec.Endpoints})
 	if err != nil {
 		return err
 	}

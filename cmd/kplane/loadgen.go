@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/kplane/kplane/examples/ticketing/loadgen"
 	"github.com/kplane/kplane/registry"
@@ -144,9 +142,9 @@ func registryClient(ctx context.Context, f loadgenFlags) (*http.Client, func(), 
 	if len(f.etcd) == 0 {
 		return nil, nil, errors.New("--service needs --etcd")
 	}
-	etcd, err := clientv3.New(clientv3.Config{Endpoints: f.etcd, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	etcd, err := registry.Connect(registry.ConnectConfig{Endpoints: f.etcd})
 	if err != nil {
-		return nil, nil, fmt.Errorf("etcd client: %w", err)
+		return nil, nil, err
 	}
 	watchCtx, cancel := context.WithCancel(ctx)
 	watcher := registry.NewWatcher(registry.WatcherConfig{Client: etcd})

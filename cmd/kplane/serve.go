@@ -17,7 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/kplane/kplane/auth"
 	"github.com/kplane/kplane/internal/etcdserver"
@@ -60,7 +59,7 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer, dev bool) 
 			DataDir:   filepath.Join(cfg.DataDir, "etcd"),
 			ClientURL: "http://" + cfg.Etcd.ClientListen,
 			PeerURL:   "http://" + cfg.Etcd.PeerListen,
-			Logger:    log.With("component", "etcd"),
+			Logger:    log, // etcdserver adds component=etcd
 		})
 		if err != nil {
 			return err
@@ -68,13 +67,9 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer, dev bool) 
 		cleanup = append(cleanup, func() { srv.Close() })
 		endpoints = srv.Endpoints()
 	}
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   endpoints,
-		DialTimeout: 5 * time.Second,
-		Logger:      zap.NewNop(),
-	})
+	cli, err := registry.Connect(registry.ConnectConfig{Endpoints: endpoints})
 	if err != nil {
-		return fmt.Errorf("etcd client: %w", err)
+		return err
 	}
 	cleanup = append(cleanup, func() { cli.Close() })
 	if err := checkEtcd(ctx, cli, endpoints); err != nil {

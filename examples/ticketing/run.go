@@ -16,7 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/kplane/kplane/examples/ticketing/api"
 	"github.com/kplane/kplane/examples/ticketing/checkpoint"
@@ -69,11 +68,9 @@ func Run(ctx context.Context, cfg Config) error {
 
 	var etcd *clientv3.Client
 	if len(cfg.Etcd) > 0 {
-		// Registration losses are logged by the registrar; the client's own
-		// reconnect chatter would only repeat them.
-		etcd, err = clientv3.New(clientv3.Config{Endpoints: cfg.Etcd, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		etcd, err = registry.Connect(registry.ConnectConfig{Endpoints: cfg.Etcd})
 		if err != nil {
-			return fmt.Errorf("etcd client: %w", err)
+			return err
 		}
 		defer etcd.Close()
 	}

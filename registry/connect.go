@@ -1,0 +1,55 @@
+package registry
+
+import (
+	"fmt"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	grpcbackoff "google.golang.org/grpc/backoff"
+)
+
+// ConnectConfig configures Connect. The zero value of every field but
+// Endpoints is safe.
+type ConnectConfig struct {
+	Endpoints []string
+	// DialTimeout bounds the first connection. 0 means 5 s.
+	DialTimeout time.Duration
+	// MaxReconnectDelay caps gRPC's reconnect backoff. 0 means 2 s.
+	MaxReconnectDelay time.Duration
+}
+
+// Connect returns an etcd client fit for registration and watching.
+//
+// gRPC's default reconnect backoff grows to two minutes, so after a long
+// etcd outage a registrar on a default client could stay unregistered for
+// up to two minutes after etcd is back; this client retries at least every
+// MaxReconnectDelay. etcd's own zap logging is discarded: the registry
+// logs what matters through slog.
+func Connect(cfg ConnectConfig) (*clientv3.Client, error) {
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = 5 * time.Second
+	}
+	if cfg.MaxReconnectDelay <= 0 {
+		cfg.MaxReconnectDelay = 2 * time.Second
+	}
+	c, err := clientv3.New(clientv3.Config{
+		Endpoints:   cfg.Endpoints,
+		DialTimeout: cfg.DialTimeout,
+		Logger:      zap.NewNop(),
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff: grpcbackoff.Config{
+				BaseDelay:  100 * time.Millisecond,
+				Multiplier: 1.6,
+				Jitter:     0.2,
+				MaxDelay:   cfg.MaxReconnectDelay,
+			},
+			MinConnectTimeout: time.Second,
+		})},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("etcd client: %w", err)
+	}
+	return c, nil
+}
