@@ -10,6 +10,7 @@ import (
 	"html/template"
 	"io/fs"
 	"net/http"
+	"path"
 	"strings"
 	"time"
 
@@ -21,9 +22,9 @@ import (
 //go:embed templates static
 var assets embed.FS
 
-// pageNames are the templates under templates/, each parsed together with
-// layout.html into its own set so that every page can define "content".
-var pageNames = []string{"login", "services", "coming", "error"}
+// Every template under templates/ but layout.html is a page, parsed
+// together with layout.html into its own set so that every page can define
+// "content". A feature adds a page by adding its template file.
 
 type pages struct {
 	sets map[string]*template.Template
@@ -42,7 +43,15 @@ func loadPages() (*pages, error) {
 		},
 	}
 	p := &pages{sets: map[string]*template.Template{}}
-	for _, name := range pageNames {
+	files, err := fs.Glob(assets, "templates/*.html")
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range files {
+		name := strings.TrimSuffix(path.Base(f), ".html")
+		if name == "layout" {
+			continue
+		}
 		t, err := template.New(name).Funcs(funcs).ParseFS(assets, "templates/layout.html", "templates/"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("parse template %s: %w", name, err)
@@ -50,7 +59,7 @@ func loadPages() (*pages, error) {
 		p.sets[name] = t
 	}
 	h := sha256.New()
-	err := fs.WalkDir(assets, "static", func(path string, d fs.DirEntry, err error) error {
+	err = fs.WalkDir(assets, "static", func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}

@@ -185,9 +185,11 @@ func (s *Server) routes() *gin.Engine {
 	ui.GET("/", func(c *gin.Context) { c.Redirect(http.StatusFound, "/services") })
 	ui.GET("/services", s.servicesPage)
 	ui.GET("/ui/events/services", s.serviceEvents)
-	ui.GET("/autoscaler", s.comingPage(comingAutoscaler))
 	ui.GET("/builds", s.comingPage(comingBuilds))
-	ui.GET("/traces", s.comingPage(comingTraces))
+	// Each feature registers its own API and console routes, in its own
+	// file.
+	s.traceRoutes(e, api, ui)
+	s.autoscalerRoutes(e, api, ui)
 	ui.POST("/logout", s.requireCSRF, s.logout)
 
 	e.NoRoute(s.notFound)
