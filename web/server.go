@@ -188,6 +188,7 @@ func (s *Server) routes() *gin.Engine {
 	ui.GET("/builds", s.comingPage(comingBuilds))
 	// Each feature registers its own API and console routes, in its own
 	// file.
+	s.ingestRoutes(e)
 	s.traceRoutes(e, api, ui)
 	s.autoscalerRoutes(e, api, ui)
 	ui.POST("/logout", s.requireCSRF, s.logout)
