@@ -29,12 +29,19 @@ import (
 // killing.
 const ShutdownTimeout = 10 * time.Second
 
+// DeregisterDelay is how long a stopping instance keeps serving new
+// requests after deregistering, so that callers whose registry watch has
+// not yet seen the deregistration still reach it. Watches propagate in
+// milliseconds; this leaves a wide margin.
+const DeregisterDelay = 500 * time.Millisecond
+
 // inventoryTimeout bounds one checkpoint call to inventory, retries
 // included, so that a gate never hangs on a stuck instance.
 const inventoryTimeout = 5 * time.Second
 
 // Run runs one service instance until ctx ends, then deregisters it (at
-// once, by revoking its lease), drains in-flight requests and returns nil.
+// once, by revoking its lease), keeps serving for DeregisterDelay while
+// callers learn of it, drains in-flight requests and returns nil.
 // It returns an error if the instance cannot start or stops serving.
 func Run(ctx context.Context, cfg Config) error {
 	cfg = cfg.withDefaults()
@@ -162,6 +169,11 @@ func Run(ctx context.Context, cfg Config) error {
 	stopReg()
 	if err := <-regDone; err != nil {
 		runErr = errors.Join(runErr, fmt.Errorf("registration: %w", err))
+	}
+	if etcd != nil && ctx.Err() != nil {
+		// Callers pick instances from their own copy of the registry: keep
+		// accepting new requests until the deregistration reached them.
+		time.Sleep(DeregisterDelay)
 	}
 	drainCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownTimeout)
 	defer cancel()

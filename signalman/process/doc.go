@@ -9,6 +9,12 @@
 // A child that exits unexpectedly is restarted by Run with a crash-loop
 // backoff, keeping the desired count.
 //
+// Scale-down drains before it stops: the child gets SIGTERM and is expected
+// to deregister, keep serving while callers' registry caches catch up,
+// finish its in-flight requests and exit (the ticketing demo does); after
+// StopTimeout it is killed. Scale returns once the registry no longer lists
+// the stopped instances.
+//
 // The driver does not decide how many instances to run, and it does not
 // probe instances itself: it is told by the registry (Confirmer) that a new
 // instance has registered.

@@ -159,7 +159,7 @@ func (d *Driver) Scale(ctx context.Context, t signalman.Target, n int) (signalma
 			return res, err
 		}
 	case n < res.From:
-		res.Stopped = d.stopHighest(g, res.From-n)
+		res.Stopped = d.stopHighest(ctx, t, g, res.From-n)
 	}
 	res.To = d.count(g)
 	if !res.NoOp() {
@@ -445,8 +445,13 @@ func (d *Driver) watchExit(t signalman.Target, g *group, c *child, exited chan<-
 	d.writeState()
 }
 
-// stopHighest stops the k highest-numbered instances of g.
-func (d *Driver) stopHighest(g *group, k int) []string {
+// stopHighest drains and stops the k highest-numbered instances of g. A
+// child drains itself on SIGTERM (deregister, keep serving while callers
+// learn of it, finish in-flight requests, exit); the driver gives it
+// StopTimeout for that, then kills it, and finally waits, as long again at
+// most, until the registry no longer lists it, so that the scale-down
+// returns only once callers can no longer pick a stopped instance.
+func (d *Driver) stopHighest(ctx context.Context, t signalman.Target, g *group, k int) []string {
 	d.mu.Lock()
 	nums := make([]int, 0, len(g.children))
 	for n := range g.children {
@@ -469,7 +474,26 @@ func (d *Driver) stopHighest(g *group, k int) []string {
 	}
 	d.mu.Unlock()
 	d.writeState()
+	d.awaitDeregistered(ctx, t, ids)
 	return ids
+}
+
+// awaitDeregistered waits until none of ids is registered. An instance that
+// was killed before it could deregister stays listed until its lease
+// expires; that is logged, because callers may still pick it until then.
+func (d *Driver) awaitDeregistered(ctx context.Context, t signalman.Target, ids []string) {
+	if d.cfg.Confirmer == nil || len(ids) == 0 {
+		return
+	}
+	wctx, cancel := context.WithTimeout(ctx, d.cfg.StopTimeout)
+	defer cancel()
+	err := d.cfg.Confirmer.WaitInstances(wctx, t.Service, func(insts []registry.Instance) bool {
+		return !slices.ContainsFunc(insts, func(in registry.Instance) bool { return slices.Contains(ids, in.ID) })
+	})
+	if err != nil && ctx.Err() == nil {
+		d.log.Warn("stopped instances are still registered; callers may pick them until their lease expires",
+			"target", t.String(), "instances", ids)
+	}
 }
 
 // stopAll sends SIGTERM to every child, then SIGKILL to those still running

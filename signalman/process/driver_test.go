@@ -173,9 +173,12 @@ func TestScaleUpDown(t *testing.T) {
 	if strings.Join(res.Stopped, ",") != "inventory-dev-3,inventory-dev-2" {
 		t.Fatalf("stopped %v, want the highest-numbered first", res.Stopped)
 	}
-	// Stopped instances revoke their lease: gone from the registry at once,
-	// not after the TTL.
-	f.waitRegistered(t, "inventory-dev-1")
+	// Scale-down returns only once callers can no longer pick the stopped
+	// instances: the registry (this watcher's copy included) has dropped
+	// them.
+	if got := f.registered(t); strings.Join(got, ",") != "inventory-dev-1" {
+		t.Fatalf("registered right after scale-down = %v, want only inventory-dev-1", got)
+	}
 	insts, _ := f.driver.Instances(ctx, inv)
 	if len(insts) != 1 || insts[0].ID != "inventory-dev-1" || insts[0].Version != "1.0.0" {
 		t.Fatalf("Instances = %+v", insts)
