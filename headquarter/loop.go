@@ -1,0 +1,402 @@
+package headquarter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Observer reports the current state of every service. cmd adapts scout's
+// snapshot to it.
+//
+// A service absent from the map is unobserved: it is held with a
+// missing-data decision and never scaled, because its instance count is
+// unknown. An observer that knows a service has no registered instances
+// reports it with Instances 0, so that it is scaled back up to its min.
+type Observer interface {
+	Observe(ctx context.Context) (map[string]Input, error)
+}
+
+// ScaleRequest asks for a service to run Instances instances.
+type ScaleRequest struct {
+	Service   string
+	Env       string
+	Instances int
+}
+
+// Scaler carries out decisions. cmd adapts signalman's orchestrator to it.
+//
+// Scale returns when the instances are registered (or stopped), or fails.
+// The outcome is one of OutcomeDone (the count changed), OutcomeNoOp
+// (nothing needed to change: no cooldown starts), OutcomeBusy (the
+// orchestrator is busy with this service: retried on a later tick) or
+// OutcomeFailed with a non-nil error. An error with any other outcome
+// counts as failed. Scale must honour ctx: it is cancelled when the Loop
+// stops or this process loses the leadership.
+type Scaler interface {
+	Scale(ctx context.Context, req ScaleRequest) (Outcome, error)
+}
+
+// PolicyLister lists the policies the Loop evaluates; PolicyStore
+// implements it.
+type PolicyLister interface {
+	Policies(ctx context.Context) ([]Policy, error)
+}
+
+// Clock tells the time. Nil in a Config means the real clock.
+type Clock interface {
+	Now() time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+
+// Loop defaults.
+const (
+	DefaultInterval     = 5 * time.Second
+	DefaultScaleTimeout = 2 * time.Minute
+)
+
+// LoopConfig configures a Loop. Observer, Scaler and Policies are
+// required; every other zero value is safe.
+type LoopConfig struct {
+	Observer Observer
+	Scaler   Scaler
+	Policies PolicyLister
+	// Decisions stores noteworthy decisions; nil only logs them.
+	Decisions DecisionStore
+	// Interval between ticks; zero is DefaultInterval.
+	Interval time.Duration
+	// ScaleTimeout bounds one Scale call; zero is DefaultScaleTimeout.
+	ScaleTimeout time.Duration
+	// Clock gives "now" to Evaluate; nil is the real clock. Ticks come from
+	// a time.Ticker, so tests run the Loop inside testing/synctest.
+	Clock Clock
+	// Logger; nil discards.
+	Logger *slog.Logger
+	// Registerer receives the loop's metrics; nil means no metrics.
+	Registerer prometheus.Registerer
+	// OnTick, if set, is called on the loop's goroutine after each tick.
+	OnTick func(TickReport)
+}
+
+// TickReport summarises one tick.
+type TickReport struct {
+	// Scheduled is when the tick was due; Lag is how long after that every
+	// service had been evaluated and its scale dispatched.
+	Scheduled time.Time
+	Lag       time.Duration
+	Evaluated int
+	// Dispatched counts Scale calls started; Recorded counts decisions
+	// handed to the store (executed ones are recorded when they finish).
+	Dispatched int
+	Recorded   int
+	// ObserveError is the observer's error, if any.
+	ObserveError error
+}
+
+// Loop evaluates every service with a policy on each tick and hands
+// decisions to the Scaler, one goroutine per scaling service, so that a
+// slow Scale delays nobody else. It is meant to run only on the leader:
+// run it under Leader.Run.
+type Loop struct {
+	cfg   LoopConfig
+	log   *slog.Logger
+	clock Clock
+	m     loopMetrics
+
+	// Owned by the Run goroutine.
+	states   map[string]State
+	inflight map[string]bool
+	policies []Policy
+	known    map[string]bool
+
+	results chan Decision
+	record  chan []Decision
+}
+
+// NewLoop checks cfg and registers the loop's metrics.
+func NewLoop(cfg LoopConfig) (*Loop, error) {
+	if cfg.Observer == nil || cfg.Scaler == nil || cfg.Policies == nil {
+		return nil, errors.New("headquarter: loop needs an Observer, a Scaler and Policies")
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = DefaultInterval
+	}
+	if cfg.ScaleTimeout <= 0 {
+		cfg.ScaleTimeout = DefaultScaleTimeout
+	}
+	l := &Loop{cfg: cfg, log: cfg.Logger, clock: cfg.Clock}
+	if l.log == nil {
+		l.log = slog.New(slog.DiscardHandler)
+	}
+	if l.clock == nil {
+		l.clock = realClock{}
+	}
+	m, err := newLoopMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("headquarter: metrics: %w", err)
+	}
+	l.m = m
+	return l, nil
+}
+
+// recordQueue is how many batches of decisions may wait for the store
+// before a tick drops its batch rather than wait: the loop must not stall
+// on a slow database.
+const recordQueue = 64
+
+// Run ticks until ctx ends, then waits for in-flight Scale calls (whose
+// context it cancels) and for their decisions to be stored. It returns nil
+// when ctx ends; the loop's state (cooldowns, windows) starts fresh on the
+// next Run.
+func (l *Loop) Run(ctx context.Context) error {
+	l.states = map[string]State{}
+	l.inflight = map[string]bool{}
+	l.known = map[string]bool{}
+	l.results = make(chan Decision, 64)
+	l.record = make(chan []Decision, recordQueue)
+
+	ctx, cancel := context.WithCancel(ctx)
+	var scales, recorder sync.WaitGroup
+	recorder.Go(func() { l.recordLoop(context.WithoutCancel(ctx)) })
+	defer func() {
+		cancel()
+		scales.Wait()
+		close(l.record)
+		recorder.Wait()
+	}()
+
+	ticker := time.NewTicker(l.cfg.Interval)
+	defer ticker.Stop()
+	l.tick(ctx, &scales, l.clock.Now())
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case t := <-ticker.C:
+			l.tick(ctx, &scales, t)
+		case d := <-l.results:
+			l.finish(d)
+		}
+	}
+}
+
+func (l *Loop) tick(ctx context.Context, scales *sync.WaitGroup, scheduled time.Time) {
+	// Apply finished scales first, so that this tick sees their cooldowns.
+	for {
+		select {
+		case d := <-l.results:
+			l.finish(d)
+			continue
+		default:
+		}
+		break
+	}
+	now := l.clock.Now()
+	rep := TickReport{Scheduled: scheduled}
+
+	inputs, err := l.cfg.Observer.Observe(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		rep.ObserveError = err
+		l.log.Warn("observe failed", "err", err)
+	}
+	if ps, err := l.cfg.Policies.Policies(ctx); err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		l.log.Warn("list policies failed, using the previous list", "err", err, "policies", len(l.policies))
+	} else {
+		l.policies = ps
+	}
+
+	seen := make(map[string]bool, len(l.policies))
+	var batch []Decision
+	for _, p := range l.policies {
+		svc := p.Service
+		seen[svc] = true
+		in, ok := inputs[svc]
+		switch {
+		case rep.ObserveError != nil:
+			in = Input{Service: svc, Missing: "observe failed: " + rep.ObserveError.Error()}
+		case !ok:
+			in = Input{Service: svc, Missing: "service not in the observation"}
+		}
+		in.Busy = l.inflight[svc]
+		d, st := Evaluate(p, l.states[svc], in, now)
+		l.states[svc] = st
+		rep.Evaluated++
+		l.m.observe(d)
+		switch {
+		case d.Executes():
+			l.inflight[svc] = true
+			rep.Dispatched++
+			scales.Go(func() { l.scale(ctx, d) })
+		case d.Noteworthy():
+			batch = append(batch, d)
+		}
+	}
+	for svc := range l.known {
+		if !seen[svc] {
+			delete(l.states, svc)
+			l.m.forget(svc)
+		}
+	}
+	l.known = seen
+	if len(batch) > 0 {
+		select {
+		case l.record <- batch:
+			rep.Recorded = len(batch)
+		default:
+			l.m.dropped.Add(float64(len(batch)))
+			l.log.Warn("decision store is behind, dropping this tick's held decisions", "decisions", len(batch))
+		}
+	}
+	rep.Lag = l.clock.Now().Sub(scheduled)
+	l.m.lag.Observe(rep.Lag.Seconds())
+	if l.cfg.OnTick != nil {
+		l.cfg.OnTick(rep)
+	}
+}
+
+// scale runs one decision through the Scaler and reports it back to Run.
+func (l *Loop) scale(ctx context.Context, d Decision) {
+	sctx, cancel := context.WithTimeout(ctx, l.cfg.ScaleTimeout)
+	out, err := l.cfg.Scaler.Scale(sctx, ScaleRequest{Service: d.Service, Env: d.Env, Instances: d.To})
+	cancel()
+	switch {
+	case err != nil && out != OutcomeBusy:
+		out = OutcomeFailed
+	case err == nil && out != OutcomeDone && out != OutcomeNoOp && out != OutcomeBusy:
+		out = OutcomeFailed
+		err = fmt.Errorf("scaler returned outcome %q without an error", out)
+	}
+	d.Outcome = out
+	if err != nil {
+		d.Error = err.Error()
+	}
+	d.Finished = l.clock.Now()
+	log := l.log.With("service", d.Service, "from", d.From, "to", d.To, "outcome", string(out))
+	if out == OutcomeFailed {
+		log.Warn("scale failed", "err", err)
+	} else {
+		log.Info("scaled", "reason", d.Reason)
+	}
+	// Stored even when ctx ended: the decision happened and explains why
+	// instances may be changing.
+	select {
+	case l.record <- []Decision{d}:
+	case <-ctx.Done():
+		l.recordNow(context.WithoutCancel(ctx), []Decision{d})
+	}
+	l.m.outcome(d)
+	select {
+	case l.results <- d:
+	case <-ctx.Done():
+	}
+}
+
+// finish applies a finished scale to the service's state.
+func (l *Loop) finish(d Decision) {
+	delete(l.inflight, d.Service)
+	if st, ok := l.states[d.Service]; ok {
+		l.states[d.Service] = st.Apply(d)
+	}
+}
+
+func (l *Loop) recordLoop(ctx context.Context) {
+	for batch := range l.record {
+		l.recordNow(ctx, batch)
+	}
+}
+
+func (l *Loop) recordNow(ctx context.Context, batch []Decision) {
+	if l.cfg.Decisions == nil {
+		for _, d := range batch {
+			l.log.Debug("decision", "service", d.Service, "action", string(d.Action), "guard", string(d.Guard), "reason", d.Reason)
+		}
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := l.cfg.Decisions.Record(ctx, batch...); err != nil {
+		l.m.dropped.Add(float64(len(batch)))
+		l.log.Warn("record decisions failed", "err", err, "decisions", len(batch))
+	}
+}
+
+type loopMetrics struct {
+	decisions *prometheus.CounterVec
+	outcomes  *prometheus.CounterVec
+	desired   *prometheus.GaugeVec
+	current   *prometheus.GaugeVec
+	lag       prometheus.Histogram
+	dropped   prometheus.Counter
+}
+
+func newLoopMetrics(reg prometheus.Registerer) (loopMetrics, error) {
+	m := loopMetrics{
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kplane_headquarter_decisions_total",
+			Help: "Noteworthy autoscaler decisions (acting or held back by a guard), by service, action and guard.",
+		}, []string{"service", "action", "guard"}),
+		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kplane_headquarter_scale_outcomes_total",
+			Help: "Scale calls by service and outcome (done, noop, busy, failed).",
+		}, []string{"service", "outcome"}),
+		desired: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "kplane_headquarter_desired_instances",
+			Help: "Instances the last evaluation asked for (equal to current when holding).",
+		}, []string{"service"}),
+		current: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "kplane_headquarter_current_instances",
+			Help: "Registered instances at the last evaluation.",
+		}, []string{"service"}),
+		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "kplane_headquarter_tick_lag_seconds",
+			Help:    "Time from a tick being due to every service evaluated and its scale dispatched.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+		}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kplane_headquarter_decisions_dropped_total",
+			Help: "Decisions not stored because the store failed or fell behind.",
+		}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.decisions, m.outcomes, m.desired, m.current, m.lag, m.dropped} {
+		if err := reg.Register(c); err != nil {
+			return loopMetrics{}, err
+		}
+	}
+	return m, nil
+}
+
+func (m loopMetrics) observe(d Decision) {
+	m.current.WithLabelValues(d.Service).Set(float64(d.From))
+	m.desired.WithLabelValues(d.Service).Set(float64(d.To))
+	if d.Noteworthy() {
+		m.decisions.WithLabelValues(d.Service, string(d.Action), string(d.Guard)).Inc()
+	}
+}
+
+func (m loopMetrics) outcome(d Decision) {
+	m.outcomes.WithLabelValues(d.Service, string(d.Outcome)).Inc()
+}
+
+func (m loopMetrics) forget(service string) {
+	m.current.DeleteLabelValues(service)
+	m.desired.DeleteLabelValues(service)
+	m.decisions.DeletePartialMatch(prometheus.Labels{"service": service})
+	m.outcomes.DeletePartialMatch(prometheus.Labels{"service": service})
+}

@@ -1,0 +1,167 @@
+package headquarter
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// SQLStore is a Store on kplane's SQL database (tables scaling_policies
+// and scaling_decisions, created by internal/sqldb's migrations). Each
+// decision is kept whole as JSON beside the columns it is listed by.
+type SQLStore struct {
+	db  *sql.DB
+	now func() time.Time
+}
+
+var _ Store = (*SQLStore)(nil)
+
+// NewSQLStore returns a store on db, which sqldb.Migrate has brought up to
+// date. now stamps policy updates; nil is time.Now.
+func NewSQLStore(db *sql.DB, now func() time.Time) *SQLStore {
+	if now == nil {
+		now = time.Now
+	}
+	return &SQLStore{db: db, now: now}
+}
+
+// Record implements DecisionStore: one transaction per batch.
+func (s *SQLStore) Record(ctx context.Context, ds ...Decision) (err error) {
+	if len(ds) == 0 {
+		return nil
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("record decisions: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, tx.Rollback())
+		}
+	}()
+	ins, err := tx.PrepareContext(ctx, `INSERT INTO scaling_decisions (service, at, action, guard, outcome, explanation) VALUES (?, ?, ?, ?, ?, '')`)
+	if err != nil {
+		return fmt.Errorf("record decisions: %w", err)
+	}
+	defer ins.Close()
+	// The explanation carries the ID, which is known only after the insert.
+	upd, err := tx.PrepareContext(ctx, `UPDATE scaling_decisions SET explanation = ? WHERE id = ?`)
+	if err != nil {
+		return fmt.Errorf("record decisions: %w", err)
+	}
+	defer upd.Close()
+	for _, d := range ds {
+		res, err := ins.ExecContext(ctx, d.Service, d.Time.UnixNano(), string(d.Action), string(d.Guard), string(d.Outcome))
+		if err != nil {
+			return fmt.Errorf("record decision of %s: %w", d.Service, err)
+		}
+		if d.ID, err = res.LastInsertId(); err != nil {
+			return fmt.Errorf("record decision of %s: %w", d.Service, err)
+		}
+		b, err := json.Marshal(d)
+		if err != nil {
+			return fmt.Errorf("record decision of %s: %w", d.Service, err)
+		}
+		if _, err := upd.ExecContext(ctx, string(b), d.ID); err != nil {
+			return fmt.Errorf("record decision of %s: %w", d.Service, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("record decisions: %w", err)
+	}
+	return nil
+}
+
+// Decisions implements DecisionStore.
+func (s *SQLStore) Decisions(ctx context.Context, q DecisionQuery) ([]Decision, error) {
+	var rows *sql.Rows
+	var err error
+	if q.Service == "" {
+		rows, err = s.db.QueryContext(ctx, `SELECT explanation FROM scaling_decisions ORDER BY at DESC, id DESC LIMIT ?`, q.limit())
+	} else {
+		rows, err = s.db.QueryContext(ctx, `SELECT explanation FROM scaling_decisions WHERE service = ? ORDER BY at DESC, id DESC LIMIT ?`, q.Service, q.limit())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list decisions: %w", err)
+	}
+	defer rows.Close()
+	var out []Decision
+	for rows.Next() {
+		var b []byte
+		if err := rows.Scan(&b); err != nil {
+			return nil, fmt.Errorf("list decisions: %w", err)
+		}
+		var d Decision
+		if err := json.Unmarshal(b, &d); err != nil {
+			return nil, fmt.Errorf("list decisions: decode: %w", err)
+		}
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list decisions: %w", err)
+	}
+	return out, nil
+}
+
+// Policy implements PolicyStore.
+func (s *SQLStore) Policy(ctx context.Context, service string) (Policy, error) {
+	var b []byte
+	err := s.db.QueryRowContext(ctx, `SELECT policy FROM scaling_policies WHERE service = ?`, service).Scan(&b)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Policy{}, fmt.Errorf("policy of %s: %w", service, ErrNotFound)
+	}
+	if err != nil {
+		return Policy{}, fmt.Errorf("policy of %s: %w", service, err)
+	}
+	var p Policy
+	if err := json.Unmarshal(b, &p); err != nil {
+		return Policy{}, fmt.Errorf("policy of %s: decode: %w", service, err)
+	}
+	return p, nil
+}
+
+// PutPolicy implements PolicyStore.
+func (s *SQLStore) PutPolicy(ctx context.Context, p Policy) error {
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	b, err := json.Marshal(p.WithDefaults())
+	if err != nil {
+		return fmt.Errorf("put policy %s: %w", p.Service, err)
+	}
+	_, err = s.db.ExecContext(ctx, `INSERT INTO scaling_policies (service, policy, updated_at) VALUES (?, ?, ?)
+ON CONFLICT(service) DO UPDATE SET policy = excluded.policy, updated_at = excluded.updated_at`,
+		p.Service, string(b), s.now().UnixNano())
+	if err != nil {
+		return fmt.Errorf("put policy %s: %w", p.Service, err)
+	}
+	return nil
+}
+
+// Policies implements PolicyStore.
+func (s *SQLStore) Policies(ctx context.Context) ([]Policy, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT policy FROM scaling_policies ORDER BY service`)
+	if err != nil {
+		return nil, fmt.Errorf("list policies: %w", err)
+	}
+	defer rows.Close()
+	var out []Policy
+	for rows.Next() {
+		var b []byte
+		if err := rows.Scan(&b); err != nil {
+			return nil, fmt.Errorf("list policies: %w", err)
+		}
+		var p Policy
+		if err := json.Unmarshal(b, &p); err != nil {
+			return nil, fmt.Errorf("list policies: decode: %w", err)
+		}
+		out = append(out, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list policies: %w", err)
+	}
+	return out, nil
+}
