@@ -8,6 +8,8 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/kplane/kplane/auth"
+	"github.com/kplane/kplane/headquarter"
+	"github.com/kplane/kplane/signalman"
 )
 
 // Errors web itself raises. Component errors keep their own sentinels and
@@ -47,6 +49,16 @@ func classify(err error) (status int, body errorBody) {
 		return http.StatusNotFound, errorBody{publicText(err), "not_found"}
 	case errors.Is(err, auth.ErrExists):
 		return http.StatusConflict, errorBody{publicText(err), "conflict"}
+	case errors.Is(err, headquarter.ErrInvalidPolicy), errors.Is(err, signalman.ErrInvalid):
+		return http.StatusBadRequest, errorBody{publicText(err), "invalid"}
+	case errors.Is(err, headquarter.ErrNotFound), errors.Is(err, signalman.ErrUnknownService):
+		return http.StatusNotFound, errorBody{publicText(err), "not_found"}
+	case errors.Is(err, signalman.ErrBusy):
+		return http.StatusConflict, errorBody{publicText(err) + ": retry when it is done", "busy"}
+	case errors.Is(err, headquarter.ErrNotLeader):
+		return http.StatusServiceUnavailable, errorBody{"this replica is not the autoscaler leader: retry, or send to the leader", "not_leader"}
+	case errors.Is(err, signalman.ErrNotConfirmed):
+		return http.StatusGatewayTimeout, errorBody{publicText(err), "not_confirmed"}
 	case errors.Is(err, errMethodNotAllowed):
 		return http.StatusMethodNotAllowed, errorBody{"method not allowed", "method_not_allowed"}
 	}

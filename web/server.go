@@ -68,6 +68,14 @@ type Config struct {
 	// MaxBodyBytes bounds every request body; larger requests get 413.
 	// Zero is DefaultMaxBodyBytes (1 MiB).
 	MaxBodyBytes int64
+	// Policies, Decisions, Scaler and Observations feed the autoscaler API
+	// and page. Without Policies and Decisions the page says the autoscaler
+	// is not configured; without Scaler there is no manual scale route;
+	// without Observations the page shows no charts.
+	Policies     Policies
+	Decisions    Decisions
+	Scaler       ManualScaler
+	Observations Observations
 	// Now is the clock for uptimes. Nil is time.Now.
 	Now func() time.Time
 }

@@ -62,10 +62,9 @@ func Example() {
 		panic(err)
 	}
 	for _, s := range collector.Spans() {
-		// Client spans are named "METHOD host", server spans by route.
-		fmt.Println(s.Service, s.GetKind(), s.Attr("url.path").GetStringValue(), s.Attr("http.route").GetStringValue())
+		fmt.Println(s.Service, s.GetKind(), s.Attr("url.path").GetStringValue())
 	}
 	// Output:
 	// checkpoint SPAN_KIND_CLIENT /tickets/T1
-	// checkpoint SPAN_KIND_SERVER /checkins POST /checkins
+	// checkpoint SPAN_KIND_SERVER /checkins
 }

@@ -91,4 +91,3 @@ func counter(t *testing.T, reg *prometheus.Registry, name string, labels ...stri
 	}
 	return 0
 }
-

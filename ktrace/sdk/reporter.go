@@ -243,7 +243,9 @@ func (r *reporter) drop(reason string, n int, err error) {
 // permanentError is a refusal that sending again cannot fix.
 type permanentError struct{ status int }
 
-func (e permanentError) Error() string { return "collector refused the batch: " + http.StatusText(e.status) }
+func (e permanentError) Error() string {
+	return "collector refused the batch: " + http.StatusText(e.status)
+}
 
 // post sends one export request. It returns the collector's Retry-After,
 // if any, with a retryable error.
