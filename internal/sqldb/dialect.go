@@ -40,3 +40,17 @@ func sqliteDialect() dialect {
 		insertApplied: `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
 	}
 }
+
+// mysqlDialect has no embedded files: the main store has no MySQL
+// migrations yet, and MigrateFS supplies a component's own.
+func mysqlDialect() dialect {
+	return dialect{
+		name: "mysql",
+		createTable: `CREATE TABLE IF NOT EXISTS schema_migrations (
+	version    INT          NOT NULL PRIMARY KEY,
+	name       VARCHAR(255) NOT NULL,
+	applied_at VARCHAR(32)  NOT NULL
+)`,
+		insertApplied: `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
+	}
+}

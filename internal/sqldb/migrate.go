@@ -142,3 +142,26 @@ func loadMigrations(fsys fs.FS) ([]Migration, error) {
 	}
 	return migs, nil
 }
+
+// MigrateFS applies a migration set other than the main store's to db: the
+// schema of a component that keeps its own database (ktrace's traces.db, or
+// its MySQL schema). files holds NNNN_name.sql at its root, numbered as
+// Migrate's are; the history is kept in db's own schema_migrations, so db
+// must not be the main store. engine is "sqlite" or "mysql".
+//
+// MySQL commits DDL implicitly, so there a failed migration can leave the
+// statements before the failing one applied; write MySQL migrations so
+// that each file is one statement or safe to re-run (IF NOT EXISTS).
+func MigrateFS(ctx context.Context, db *sql.DB, engine string, files fs.FS) error {
+	var d dialect
+	switch engine {
+	case "sqlite":
+		d = sqliteDialect()
+	case "mysql":
+		d = mysqlDialect()
+	default:
+		return fmt.Errorf("migrate: unknown engine %q (want sqlite or mysql)", engine)
+	}
+	d.files = files
+	return migrate(ctx, db, d, time.Now)
+}

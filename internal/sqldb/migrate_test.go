@@ -160,3 +160,22 @@ func TestLoadMigrationsRejectsBadFiles(t *testing.T) {
 		})
 	}
 }
+
+func TestMigrateFSKeepsItsOwnHistory(t *testing.T) {
+	// A component's own database (ktrace's traces.db) with its own set.
+	db := openTemp(t)
+	files := fstest.MapFS{
+		"0001_spans.sql": {Data: []byte(`CREATE TABLE spans (x INTEGER);`)},
+	}
+	for range 2 {
+		if err := MigrateFS(t.Context(), db, "sqlite", files); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := appliedRows(t, db); len(got) != 1 || got[0] != "spans" {
+		t.Fatalf("applied %v, want only [spans]", got)
+	}
+	if err := MigrateFS(t.Context(), db, "oracle", files); err == nil {
+		t.Fatal("unknown engine accepted")
+	}
+}
