@@ -78,6 +78,9 @@ type Config struct {
 	Observations Observations
 	// Now is the clock for uptimes. Nil is time.Now.
 	Now func() time.Time
+	// Traces answers trace lookups, searches and the dependency graph.
+	// Nil makes those routes answer 503 (no span store).
+	Traces TraceReader
 }
 
 // Server serves kplane's HTTP API and console.

@@ -127,11 +127,6 @@ var (
 		What:    "every reported build moving through alpha and QA to prod, with its test results, what changed, and a promote button for releasers.",
 		Icon:    "builds",
 	}
-	comingTraces = comingView{
-		Feature: "Trace lookup (KTrace)",
-		What:    "a box to paste a trace ID from a log line or an error page, and the whole call tree of that request across services.",
-		Icon:    "traces",
-	}
 )
 
 func (s *Server) comingPage(v comingView) gin.HandlerFunc {

@@ -164,7 +164,6 @@ func TestComingPagesAreHonest(t *testing.T) {
 	for path, want := range map[string]string{
 		"/autoscaler": "Autoscaling (Scout → Headquarter → Signalman) arrives with its own issue",
 		"/builds":     "Build promotion (HAWAII) arrives with its own issue",
-		"/traces":     "Trace lookup (KTrace) arrives with its own issue",
 	} {
 		r := e.do(browser, "GET", path, "", nil)
 		if r.status != 200 || !strings.Contains(r.body, want) {
