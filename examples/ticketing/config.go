@@ -5,9 +5,13 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/pflag"
+
+	"github.com/kplane/kplane/ktrace/sdk"
 )
 
 // Service names.
@@ -21,6 +25,9 @@ const (
 	DefaultListen  = "127.0.0.1:0"
 	DefaultVersion = "dev"
 	DefaultEnv     = "dev"
+	// DefaultKTraceSample records every trace: the demo's traffic is
+	// small, and a missing trace is what people notice.
+	DefaultKTraceSample = 1.0
 )
 
 // Config configures one service instance. The zero value of every field but
@@ -64,6 +71,14 @@ type Config struct {
 	Logger *slog.Logger
 	// AccessLog receives one JSON line per request; nil discards.
 	AccessLog io.Writer
+	// KTrace is the base URL of the span collector (kplane's HTTP
+	// address, which serves POST /v1/traces, or any OTLP/HTTP
+	// collector); "" means spans are not exported, though every request
+	// still gets a trace ID for its log lines.
+	KTrace string
+	// KTraceSampler decides which new traces are recorded; nil records
+	// all. Traces started upstream keep the caller's decision.
+	KTraceSampler sdk.Sampler
 }
 
 // BindFlags defines the command-line flags of a service instance on fs,
@@ -79,6 +94,8 @@ func BindFlags(fs *pflag.FlagSet, cfg *Config) {
 	fs.StringVar(&cfg.Version, "version", DefaultVersion, "version to register")
 	fs.StringVar(&cfg.Env, "env", DefaultEnv, "environment to register (dev, alpha, qa, prod, ...)")
 	fs.StringArrayVar(&cfg.Tags, "tag", nil, "tag to register; repeatable")
+	fs.StringVar(&cfg.KTrace, "ktrace", "", "span collector base URL, e.g. http://127.0.0.1:8080 (default: do not export spans)")
+	fs.Var(&ratioFlag{ratio: DefaultKTraceSample, sampler: &cfg.KTraceSampler}, "ktrace-sample", "fraction of new traces to record, 0 to 1")
 	if cfg.Service == "" || cfg.Service == Inventory {
 		fs.StringVar(&cfg.DB, "db", "", "inventory: SQLite file shared by all inventory instances (default: private in-memory database)")
 	}
@@ -104,6 +121,9 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.AccessLog == nil {
 		cfg.AccessLog = io.Discard
+	}
+	if cfg.KTraceSampler == nil {
+		cfg.KTraceSampler = sdk.AlwaysSample()
 	}
 	return cfg
 }
@@ -137,10 +157,34 @@ func (cfg Config) Validate() error {
 	if cfg.Service == Checkpoint && len(cfg.Etcd) == 0 && cfg.InventoryURL == "" {
 		return bad("checkpoint needs --etcd to find inventory, or --inventory-url")
 	}
+	if cfg.KTrace != "" {
+		if u, err := url.Parse(cfg.KTrace); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return bad("--ktrace %q is not a base URL like http://127.0.0.1:8080", cfg.KTrace)
+		}
+	}
 	if cfg.Advertise != "" {
 		if _, _, err := net.SplitHostPort(cfg.Advertise); err != nil {
 			return bad("--advertise %q is not host:port: %v", cfg.Advertise, err)
 		}
 	}
+	return nil
+}
+
+// ratioFlag is --ktrace-sample: a ratio that becomes a RatioSampler, so
+// that 0 means "none" on the command line while a zero Config records all.
+type ratioFlag struct {
+	ratio   float64
+	sampler *sdk.Sampler
+}
+
+func (f *ratioFlag) String() string { return strconv.FormatFloat(f.ratio, 'g', -1, 64) }
+func (f *ratioFlag) Type() string   { return "ratio" }
+
+func (f *ratioFlag) Set(v string) error {
+	r, err := strconv.ParseFloat(v, 64)
+	if err != nil || r < 0 || r > 1 {
+		return fmt.Errorf("%q is not a ratio between 0 and 1", v)
+	}
+	f.ratio, *f.sampler = r, sdk.RatioSampler(r)
 	return nil
 }

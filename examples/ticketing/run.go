@@ -21,6 +21,7 @@ import (
 	"github.com/kplane/kplane/examples/ticketing/checkpoint"
 	"github.com/kplane/kplane/examples/ticketing/instrument"
 	"github.com/kplane/kplane/examples/ticketing/inventory"
+	"github.com/kplane/kplane/ktrace/sdk"
 	"github.com/kplane/kplane/registry"
 )
 
@@ -38,6 +39,10 @@ const DeregisterDelay = 500 * time.Millisecond
 // inventoryTimeout bounds one checkpoint call to inventory, retries
 // included, so that a gate never hangs on a stuck instance.
 const inventoryTimeout = 5 * time.Second
+
+// spanFlushTimeout bounds how long a stopping instance tries to send its
+// last spans: a collector that is down must not hold up the exit.
+const spanFlushTimeout = 3 * time.Second
 
 // Run runs one service instance until ctx ends, then deregisters it (at
 // once, by revoking its lease), keeps serving for DeregisterDelay while
@@ -87,7 +92,28 @@ func Run(ctx context.Context, cfg Config) error {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewGoCollector(),
 	)
-	mw, err := instrument.New(instrument.Config{Service: cfg.Service, Registerer: metrics, AccessLog: cfg.AccessLog, Logger: log})
+	tracer, err := sdk.New(sdk.Config{
+		ServiceName: cfg.Service,
+		Version:     cfg.Version,
+		Env:         cfg.Env,
+		Endpoint:    cfg.KTrace,
+		Sampler:     cfg.KTraceSampler,
+		Registerer:  metrics,
+		Logger:      log.With("component", "ktrace"),
+	})
+	if err != nil {
+		return err
+	}
+	// Runs after the server has drained (defers run last-in first-out), so
+	// the spans of the last requests are sent too.
+	defer func() {
+		flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), spanFlushTimeout)
+		defer cancel()
+		if err := tracer.Shutdown(flushCtx); err != nil {
+			log.Warn("spans not all sent at shutdown", "err", err)
+		}
+	}()
+	mw, err := instrument.New(instrument.Config{Service: cfg.Service, Registerer: metrics, AccessLog: cfg.AccessLog, Logger: log, Tracer: tracer})
 	if err != nil {
 		return err
 	}
@@ -114,7 +140,7 @@ func Run(ctx context.Context, cfg Config) error {
 		defer store.Close()
 		inventory.NewHandler(inventory.HandlerConfig{Store: store, Logger: log}).Register(mux)
 	case Checkpoint:
-		h, client, err := newCheckpoint(ctx, watchCtx, &background, cfg, etcd, log)
+		h, client, err := newCheckpoint(ctx, watchCtx, &background, cfg, etcd, tracer, log)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil // stopped while waiting for the registry: nothing failed
@@ -188,10 +214,10 @@ func Run(ctx context.Context, cfg Config) error {
 // newCheckpoint builds the checkpoint API with its way to reach inventory:
 // the given URL, or the registry. The client is returned for closing its
 // connections at the end.
-func newCheckpoint(ctx, watchCtx context.Context, background *sync.WaitGroup, cfg Config, etcd *clientv3.Client, log *slog.Logger) (*checkpoint.Handler, *http.Client, error) {
+func newCheckpoint(ctx, watchCtx context.Context, background *sync.WaitGroup, cfg Config, etcd *clientv3.Client, tracer *sdk.Tracer, log *slog.Logger) (*checkpoint.Handler, *http.Client, error) {
 	if cfg.InventoryURL != "" || etcd == nil {
 		client := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone(), Timeout: inventoryTimeout}
-		h := checkpoint.NewHandler(checkpoint.Config{Inventory: client, InventoryURL: cfg.InventoryURL, Logger: log})
+		h := checkpoint.NewHandler(checkpoint.Config{Inventory: client, InventoryURL: cfg.InventoryURL, Tracer: tracer, Logger: log})
 		return h, client, nil
 	}
 	watcher := registry.NewWatcher(registry.WatcherConfig{Client: etcd, Logger: log})
@@ -210,9 +236,12 @@ func newCheckpoint(ctx, watchCtx context.Context, background *sync.WaitGroup, cf
 		}),
 		Timeout: inventoryTimeout,
 	}
+	// checkpoint wraps the registry transport in sdk.Transport: one client
+	// span per call, whichever instance the registry picks.
 	h := checkpoint.NewHandler(checkpoint.Config{
 		Inventory:    client,
 		InventoryURL: checkpoint.DefaultInventoryURL,
+		Tracer:       tracer,
 		Logger:       log,
 		Unavailable:  func(err error) bool { return errors.Is(err, registry.ErrNoInstances) },
 	})

@@ -408,6 +408,7 @@ func TestRunConfigErrors(t *testing.T) {
 		"bad tag":                    {Service: Inventory, Tags: []string{"a,b"}},
 		"bad advertise":              {Service: Inventory, Advertise: "nohost"},
 		"unspecified addr":           {Service: Inventory, Listen: "0.0.0.0:0", Etcd: []string{"http://127.0.0.1:1"}},
+		"ktrace not a URL":           {Service: Inventory, KTrace: "127.0.0.1:8080"},
 	} {
 		if err := Run(t.Context(), cfg); !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("%s: err = %v, want ErrInvalidConfig", name, err)

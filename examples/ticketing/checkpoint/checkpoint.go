@@ -16,6 +16,7 @@ import (
 
 	"github.com/kplane/kplane/examples/ticketing/api"
 	"github.com/kplane/kplane/examples/ticketing/instrument"
+	"github.com/kplane/kplane/ktrace/sdk"
 )
 
 // DefaultInventoryURL names inventory the way the registry client resolves
@@ -32,9 +33,11 @@ const maxInventoryBody = 64 << 10
 type Config struct {
 	// Inventory calls inventory. nil means a plain client with a 5 s
 	// timeout, useful only with an InventoryURL naming a real address.
-	// The client is not modified; checkpoint adds trace propagation to a
-	// copy.
+	// The client is not modified; checkpoint adds tracing to a copy.
 	Inventory *http.Client
+	// Tracer makes a client span for every inventory call; nil makes none
+	// but still passes the request's trace context on to inventory.
+	Tracer *sdk.Tracer
 	// InventoryURL is inventory's base URL; "" means DefaultInventoryURL.
 	InventoryURL string
 	// Logger reports inventory failures; nil discards.
@@ -60,7 +63,7 @@ func NewHandler(cfg Config) *Handler {
 	} else {
 		client = http.Client{Timeout: 5 * time.Second, Transport: http.DefaultTransport.(*http.Transport).Clone()}
 	}
-	client.Transport = &instrument.Transport{Base: client.Transport}
+	client.Transport = &sdk.Transport{Tracer: cfg.Tracer, Base: client.Transport}
 	h := &Handler{
 		client:      &client,
 		base:        strings.TrimSuffix(cfg.InventoryURL, "/"),

@@ -2,7 +2,6 @@ package instrument
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kplane/kplane/examples/ticketing/api"
+	"github.com/kplane/kplane/ktrace/sdk"
 )
 
 // UnmatchedRoute is the route label of requests no mux pattern matched
@@ -34,6 +34,10 @@ type Config struct {
 	AccessLog io.Writer
 	// Logger reports handler panics; nil discards.
 	Logger *slog.Logger
+	// Tracer makes the server span of every request, whose trace ID goes
+	// on the access log line; nil means a tracer that exports nothing but
+	// still gives every request a trace ID and propagates it.
+	Tracer *sdk.Tracer
 }
 
 // Middleware instruments an http.Handler. It is safe for concurrent use.
@@ -42,6 +46,7 @@ type Middleware struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	logger   *slog.Logger
+	tracer   *sdk.Tracer
 
 	accessMu  sync.Mutex // one Write per line, lines never interleave
 	accessLog io.Writer
@@ -65,6 +70,13 @@ func New(cfg Config) (*Middleware, error) {
 		}, []string{"service", "route"}),
 		logger:    cfg.Logger,
 		accessLog: cfg.AccessLog,
+		tracer:    cfg.Tracer,
+	}
+	if m.tracer == nil {
+		var err error
+		if m.tracer, err = sdk.New(sdk.Config{ServiceName: cfg.Service}); err != nil {
+			return nil, fmt.Errorf("instrument: %w", err)
+		}
 	}
 	if m.logger == nil {
 		m.logger = slog.New(slog.DiscardHandler)
@@ -94,37 +106,53 @@ type AccessLine struct {
 	Bytes      int64     `json:"bytes"`
 	TraceID    string    `json:"trace_id"`
 	Remote     string    `json:"remote_addr"`
+	// RequestID is the client's X-Request-ID, when it sent one.
+	RequestID string `json:"request_id,omitempty"`
 }
 
-// Wrap returns next instrumented. next should be a *http.ServeMux (or
-// anything that sets Request.Pattern) for routes to be labelled.
+// traced tells the requests whose spans are recorded. Scrapes and probes
+// still get a trace ID but no span: coming every few seconds, they would
+// drown the real traces.
+func traced(r *http.Request) bool {
+	switch r.URL.Path {
+	case "/metrics", "/healthz":
+		return false
+	}
+	return true
+}
+
+// Wrap returns next instrumented and traced. next should be a
+// *http.ServeMux (or anything that sets Request.Pattern) for routes to be
+// labelled and spans named.
 func (m *Middleware) Wrap(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		tr := traceFrom(r.Header)
-		w.Header().Set(TraceIDHeader, tr.id)
+		tr := TraceID(r.Context())
+		w.Header().Set(TraceIDHeader, tr)
 		rec := &recorder{ResponseWriter: w}
-		// The mux records the matched pattern on the request it is given, so
-		// keep hold of exactly that request.
-		req := r.WithContext(context.WithValue(r.Context(), traceKey{}, tr))
+		// The mux records the matched pattern on the request it is given,
+		// and the tracing middleware outside reads it from the same
+		// request: pass r on as it is.
 		defer func() {
 			if p := recover(); p != nil {
 				if p == http.ErrAbortHandler {
-					m.observe(req, rec, start, tr)
+					m.observe(r, rec, start, tr)
 					panic(p)
 				}
-				m.logger.Error("handler panic", "trace_id", tr.id, "route", req.Pattern, "panic", fmt.Sprint(p))
+				m.logger.Error("handler panic", "trace_id", tr, "route", r.Pattern, "panic", fmt.Sprint(p))
+				sdk.SpanFromContext(r.Context()).SetError(fmt.Errorf("panic: %v", p))
 				if !rec.wroteHeader {
 					api.WriteError(rec, http.StatusInternalServerError, api.Error{Error: "internal error", Code: api.CodeInternal})
 				}
 			}
-			m.observe(req, rec, start, tr)
+			m.observe(r, rec, start, tr)
 		}()
-		next.ServeHTTP(rec, req)
+		next.ServeHTTP(rec, r)
 	})
+	return sdk.Middleware(m.tracer, inner, sdk.HTTPOptions{Filter: traced})
 }
 
-func (m *Middleware) observe(r *http.Request, rec *recorder, start time.Time, tr trace) {
+func (m *Middleware) observe(r *http.Request, rec *recorder, start time.Time, traceID string) {
 	elapsed := time.Since(start)
 	route := r.Pattern
 	if route == "" {
@@ -147,8 +175,9 @@ func (m *Middleware) observe(r *http.Request, rec *recorder, start time.Time, tr
 		Status:     status,
 		DurationMS: float64(elapsed.Microseconds()) / 1000,
 		Bytes:      rec.bytes,
-		TraceID:    tr.id,
+		TraceID:    traceID,
 		Remote:     r.RemoteAddr,
+		RequestID:  requestID(r.Header.Get(RequestIDHeader)),
 	})
 	m.accessMu.Lock()
 	_, _ = m.accessLog.Write(buf.Bytes()) // a broken log sink must not fail requests

@@ -13,6 +13,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kplane/kplane/examples/ticketing/api"
+	"github.com/kplane/kplane/ktrace"
+	"github.com/kplane/kplane/ktrace/sdk"
+	"github.com/kplane/kplane/ktrace/sdk/sdktest"
 )
 
 const (
@@ -119,16 +122,21 @@ func series(t *testing.T, reg *prometheus.Registry) (map[string]float64, map[str
 
 func TestAccessLogAndTraceID(t *testing.T) {
 	tests := []struct {
-		name   string
-		header http.Header
-		want   string // "" means a generated W3C trace ID
+		name      string
+		header    http.Header
+		want      string // "" means a generated W3C trace ID
+		requestID string
 	}{
-		{"traceparent", http.Header{"Traceparent": {traceparent}}, traceID},
-		{"request id", http.Header{"X-Request-Id": {"req-42"}}, "req-42"},
-		{"traceparent wins over request id", http.Header{"Traceparent": {traceparent}, "X-Request-Id": {"req-42"}}, traceID},
-		{"malformed traceparent falls back", http.Header{"Traceparent": {"00-xyz-00f067aa0ba902b7-01"}, "X-Request-Id": {"req-43"}}, "req-43"},
-		{"all-zero trace id is invalid", http.Header{"Traceparent": {"00-00000000000000000000000000000000-00f067aa0ba902b7-01"}}, ""},
-		{"nothing", nil, ""},
+		{"traceparent", http.Header{"Traceparent": {traceparent}}, traceID, ""},
+		{"b3", http.Header{"B3": {traceID + "-00f067aa0ba902b7-1"}}, traceID, ""},
+		{"b3 64-bit", http.Header{"X-B3-Traceid": {"a3ce929d0e0e4736"}, "X-B3-Spanid": {"00f067aa0ba902b7"}}, "0000000000000000a3ce929d0e0e4736", ""},
+		{"request id is logged, not the trace id", http.Header{"X-Request-Id": {"req-42"}}, "", "req-42"},
+		{"traceparent with request id", http.Header{"Traceparent": {traceparent}, "X-Request-Id": {"req-42"}}, traceID, "req-42"},
+		{"malformed traceparent ignored", http.Header{"Traceparent": {"00-xyz-00f067aa0ba902b7-01"}}, "", ""},
+		{"unprintable request id dropped", http.Header{"X-Request-Id": {"a b"}}, "", ""},
+		{"all-zero trace id is invalid", http.Header{"Traceparent": {"00-00000000000000000000000000000000-00f067aa0ba902b7-01"}}, "", ""},
+		{"unsampled trace still has its id", http.Header{"Traceparent": {"00-" + traceID + "-00f067aa0ba902b7-00"}}, traceID, ""},
+		{"nothing", nil, "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -138,7 +146,7 @@ func TestAccessLogAndTraceID(t *testing.T) {
 			if tt.want != "" && got != tt.want {
 				t.Errorf("X-Trace-Id = %q, want %q", got, tt.want)
 			}
-			if tt.want == "" && !isTraceID(got) {
+			if tt.want == "" && (!isTraceID(got) || got == traceID) {
 				t.Errorf("X-Trace-Id = %q, want a generated 32-hex trace ID", got)
 			}
 			if body := rec.Body.String(); body != got {
@@ -149,11 +157,16 @@ func TestAccessLogAndTraceID(t *testing.T) {
 				t.Fatalf("access log %q is not one JSON object: %v", log, err)
 			}
 			if line.TraceID != got || line.Service != "inventory" || line.Route != "GET /trace" ||
-				line.Method != "GET" || line.Status != 200 || line.DurationMS < 0 || line.Time.IsZero() {
+				line.Method != "GET" || line.Status != 200 || line.DurationMS < 0 || line.Time.IsZero() || line.RequestID != tt.requestID {
 				t.Errorf("access log line = %+v", line)
 			}
 		})
 	}
+}
+
+func isTraceID(s string) bool {
+	id, err := ktrace.ParseTraceID(s)
+	return err == nil && len(s) == 32 && id.String() == s
 }
 
 func TestAccessLogOneLinePerRequest(t *testing.T) {
@@ -189,48 +202,63 @@ func TestPanicAnswersJSON(t *testing.T) {
 	}
 }
 
-func TestTransportPropagatesTrace(t *testing.T) {
+// The access log, the span and the downstream call share one trace ID,
+// and the exported server span carries the route.
+func TestOneTraceIDForLogsSpansAndCalls(t *testing.T) {
+	collector := sdktest.NewCollector()
+	defer collector.Close()
 	var got http.Header
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got = r.Header.Clone()
 	}))
 	defer upstream.Close()
-	client := &http.Client{Transport: &Transport{Base: upstream.Client().Transport}}
+	tracer, err := sdk.New(sdk.Config{ServiceName: "checkpoint", Endpoint: collector.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Transport: &sdk.Transport{Tracer: tracer, Base: upstream.Client().Transport}}
 
-	// What the upstream service makes of the header is the test: it must
-	// see the same trace ID.
-	for _, tt := range []struct {
-		name string
-		in   http.Header
-	}{
-		{"from traceparent", http.Header{"Traceparent": {traceparent}}},
-		{"generated", nil},
-		{"from request id", http.Header{"X-Request-Id": {"req-42"}}},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			var seen string
-			mux := http.NewServeMux()
-			mux.HandleFunc("GET /call", func(w http.ResponseWriter, r *http.Request) {
-				seen = TraceID(r.Context())
-				req, _ := http.NewRequestWithContext(r.Context(), "GET", upstream.URL, nil)
-				resp, err := client.Do(req)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				resp.Body.Close()
-			})
-			mw, err := New(Config{Service: "checkpoint"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			serve(mw.Wrap(mux), "GET", "/call", tt.in)
-			if up := traceFrom(got); up.id != seen {
-				t.Errorf("upstream derived trace ID %q from %v, caller had %q", up.id, got, seen)
-			}
-			if tp := got.Get(TraceparentHeader); tt.in.Get("Traceparent") != "" && tp == traceparent {
-				t.Errorf("traceparent forwarded unchanged; want a new parent-id")
-			}
-		})
+	var log bytes.Buffer
+	mw, err := New(Config{Service: "checkpoint", AccessLog: &log, Tracer: tracer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /call/{id}", func(w http.ResponseWriter, r *http.Request) {
+		req, _ := http.NewRequestWithContext(r.Context(), "GET", upstream.URL, nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		resp.Body.Close()
+	})
+	serve(mw.Wrap(mux), "GET", "/call/7", http.Header{"Traceparent": {traceparent}})
+	serve(mw.Wrap(mux), "GET", "/healthz", nil)
+	if err := tracer.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+
+	var line AccessLine
+	if err := json.NewDecoder(&log).Decode(&line); err != nil {
+		t.Fatal(err)
+	}
+	down, ok := sdk.Extract(got)
+	if line.TraceID != traceID || !ok || down.TraceID.String() != traceID {
+		t.Errorf("access log trace %q, downstream %v %v; want %s on both", line.TraceID, down.TraceID, ok, traceID)
+	}
+	if tp := got.Get(TraceparentHeader); tp == traceparent {
+		t.Errorf("traceparent forwarded unchanged; want a new parent-id")
+	}
+	spans := collector.Spans()
+	if len(spans) != 2 { // server and client; /healthz is not recorded
+		t.Fatalf("%d spans exported, want 2", len(spans))
+	}
+	server := spans[1]
+	if server.GetName() != "GET /call/{id}" || server.TraceID() != traceID || server.Attr("http.route").GetStringValue() != "GET /call/{id}" {
+		t.Errorf("server span %q in trace %s, route %v", server.GetName(), server.TraceID(), server.Attr("http.route"))
+	}
+	if spans[0].ParentSpanID() != server.SpanID() || down.SpanID.String() != spans[0].SpanID() {
+		t.Errorf("client span %s (parent %s) and downstream parent %s; server span %s", spans[0].SpanID(), spans[0].ParentSpanID(), down.SpanID, server.SpanID())
 	}
 }
