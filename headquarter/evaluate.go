@@ -40,7 +40,8 @@ const maxChanges = 16
 
 // Apply returns the state after the Scaler finished d. Only OutcomeDone
 // changes it: a no-op, busy or failed call starts no cooldown, so the next
-// evaluation may act again.
+// evaluation may act again. A done scaling starts its cooldown and restarts
+// the stabilization window.
 func (s State) Apply(d Decision) State {
 	if d.Outcome != OutcomeDone || d.Action == Hold {
 		return s
@@ -55,6 +56,9 @@ func (s State) Apply(d Decision) State {
 	case Down:
 		s.LastDown = at
 	}
+	// The count changed: the next scale-down needs a whole window of
+	// evidence at the new count.
+	s.DownSince, s.WindowWant = time.Time{}, 0
 	changes := make([]Change, 0, len(s.Changes)+1)
 	if len(s.Changes) >= maxChanges {
 		changes = append(changes, s.Changes[len(s.Changes)-maxChanges+1:]...)
@@ -316,9 +320,9 @@ func summary(votes []MetricVote, want Vote) string {
 		}
 		switch want {
 		case VoteUp:
-			parts = append(parts, fmt.Sprintf("%s %.3g > high %.3g", v.Metric, v.Value, v.High))
+			parts = append(parts, fmt.Sprintf("%s %.4g > high %.4g", v.Metric, v.Value, v.High))
 		case VoteDown:
-			parts = append(parts, fmt.Sprintf("%s %.3g < low %.3g", v.Metric, v.Value, v.Low))
+			parts = append(parts, fmt.Sprintf("%s %.4g < low %.4g", v.Metric, v.Value, v.Low))
 		case VoteMissing:
 			parts = append(parts, fmt.Sprintf("%s missing (%s)", v.Metric, v.Missing))
 		}
