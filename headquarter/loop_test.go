@@ -16,10 +16,10 @@ import (
 // (bubble) time. Total QPS stays put when the instance count changes, so
 // per-instance load falls as the service scales.
 type fakeObserver struct {
-	mu   sync.Mutex
-	qps  map[string]float64 // total QPS
-	n    map[string]int
-	err  error
+	mu  sync.Mutex
+	qps map[string]float64 // total QPS
+	n   map[string]int
+	err error
 }
 
 func (o *fakeObserver) set(svc string, n int, qps float64) {
