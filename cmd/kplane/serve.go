@@ -221,6 +221,15 @@ func newDemoDriver(cfg Config, endpoints []string, c process.Confirmer, log *slo
 	}
 	etcdArg := strings.Join(endpoints, ",")
 	common := []string{"--listen", "127.0.0.1:0", "--etcd", etcdArg, "--id", "{id}", "--env", "{env}", "--version", "{version}"}
+	// The demo sends its spans to this kplane (POST /v1/traces on the one
+	// listener). An all-interfaces address is dialled on loopback; port 0
+	// is only known once bound, so such a kplane gets no demo spans.
+	if host, port, err := net.SplitHostPort(cfg.Listen); err == nil && port != "0" {
+		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+			host = "127.0.0.1"
+		}
+		common = append(common, "--ktrace", "http://"+net.JoinHostPort(host, port))
+	}
 	return process.New(process.Config{
 		Services: map[string]process.Spec{
 			"inventory": {
