@@ -235,7 +235,7 @@ func Evaluate(p Policy, st State, in Input, now time.Time) (Decision, State) {
 		}
 		if missing > 0 && (missing+up >= p.Votes || missing+down >= p.Votes) {
 			d.Guard = GuardMissingData
-			d.Reason += "; " + summary(d.Votes, VoteMissing) + ": not enough data to decide"
+			d.Reason = fmt.Sprintf("not enough data to decide: %s; %d up and %d down votes, %d needed", summary(d.Votes, VoteMissing), up, down, p.Votes)
 		}
 	}
 	return d, st

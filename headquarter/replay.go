@@ -31,7 +31,7 @@ var sampleColumns = []string{"time", "service", "instances", "qps", "cpu", "memo
 func ReadSamples(r io.Reader) ([]Observation, error) {
 	cr := csv.NewReader(r)
 	cr.Comment = '#'
-	cr.FieldsPerRecord = len(sampleColumns)
+	cr.FieldsPerRecord = -1 // checked below, with a better message
 	cr.TrimLeadingSpace = true
 	header, err := cr.Read()
 	if errors.Is(err, io.EOF) {
@@ -53,6 +53,9 @@ func ReadSamples(r io.Reader) ([]Observation, error) {
 			return nil, fmt.Errorf("%w: %v", ErrBadSamples, err)
 		}
 		line, _ := cr.FieldPos(0)
+		if len(rec) != len(sampleColumns) {
+			return nil, fmt.Errorf("%w: line %d has %d fields, want %d (%s)", ErrBadSamples, line, len(rec), len(sampleColumns), strings.Join(sampleColumns, ","))
+		}
 		o, err := parseObservation(rec)
 		if err != nil {
 			return nil, fmt.Errorf("%w: line %d: %v", ErrBadSamples, line, err)

@@ -580,6 +580,9 @@ func resultViews(res []ktrace.TraceSummary, now time.Time) []resultView {
 // formatSpanDuration renders a duration with three significant digits in
 // the unit an operator expects: µs, ms or s. trace.js mirrors it.
 func formatSpanDuration(d time.Duration) string {
+	if d == 0 {
+		return "0"
+	}
 	us := float64(d) / float64(time.Microsecond)
 	switch {
 	case us < 1000:
@@ -630,6 +633,9 @@ type scatterPoint struct {
 type tick struct {
 	Pos   float64
 	Label string
+	// Anchor keeps the outermost labels inside the plot: start, middle
+	// or end (SVG text-anchor).
+	Anchor string
 }
 
 // buildScatter places each result at its start (x) and duration (y);
@@ -665,7 +671,14 @@ func buildScatter(res []ktrace.TraceSummary, from, to time.Time) scatterView {
 		if span > 24*time.Hour {
 			layout = "Jan 2 15:04"
 		}
-		sv.XTicks = append(sv.XTicks, tick{Pos: round1(sv.Left + w*frac), Label: at.UTC().Format(layout)})
+		anchor := "middle"
+		switch i {
+		case 0:
+			anchor = "start"
+		case 4:
+			anchor = "end"
+		}
+		sv.XTicks = append(sv.XTicks, tick{Pos: round1(sv.Left + w*frac), Label: at.UTC().Format(layout), Anchor: anchor})
 	}
 	return sv
 }

@@ -61,6 +61,7 @@ Start here:  kplane dev       (embedded etcd, SQLite and the ticketing demo)`,
 		newServicesCmd(),
 		newTicketingCmd(),
 		newLoadgenCmd(),
+		newHQCmd(),
 	)
 	return root
 }

@@ -20,6 +20,7 @@
 
   // formatDuration mirrors formatSpanDuration in web/traces.go; ns in.
   function formatDuration(ns) {
+    if (ns === 0) return "0";
     var us = ns / 1000;
     function fix(x) { return x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2); }
     if (us < 1000) return fix(us) + "µs";
@@ -168,13 +169,18 @@
     r.bar.style.left = left + "%";
     r.bar.style.width = width + "%";
     r.dur.textContent = formatDuration(s.t);
-    // The label sits right of the bar, or left of it near the end.
-    if (left + width > 82) {
+    // The label sits right of the bar, or left of it near the end, or
+    // inside it when the bar fills the row.
+    r.dur.classList.toggle("inside", left + width > 82 && left < 14);
+    if (left + width <= 82) {
+      r.dur.style.right = "";
+      r.dur.style.left = (left + width) + "%";
+    } else if (left >= 14) {
       r.dur.style.left = "";
       r.dur.style.right = (100 - left) + "%";
     } else {
-      r.dur.style.right = "";
-      r.dur.style.left = (left + width) + "%";
+      r.dur.style.left = "";
+      r.dur.style.right = (100 - left - width) + "%";
     }
   };
 
