@@ -62,6 +62,7 @@ Start here:  kplane dev       (embedded etcd, SQLite and the ticketing demo)`,
 		newTicketingCmd(),
 		newLoadgenCmd(),
 		newHQCmd(),
+		newHQCmd(),
 	)
 	return root
 }
