@@ -6,6 +6,7 @@ set -euo pipefail
 # command -> Debian package
 declare -A want=(
   [chromium]=chromium
+  [mariadbd]=mariadb-server
   [prometheus]=prometheus
 )
 

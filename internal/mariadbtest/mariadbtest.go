@@ -1,0 +1,162 @@
+// Package mariadbtest starts a throwaway MariaDB server for tests: Debian's
+// mariadb-server binaries, a data dir and socket in temp dirs, a free
+// loopback port, stopped by PID when the test ends. When the binaries are
+// missing it calls testenv.Missing (skip locally, fail in CI).
+//
+// One server per test binary is enough: start it once and give each test
+// its own database with NewDatabase.
+package mariadbtest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	_ "github.com/go-sql-driver/mysql" // registers the "mysql" driver
+
+	"github.com/kplane/kplane/internal/testenv"
+)
+
+// Server is a running MariaDB.
+type Server struct {
+	// Addr is host:port on loopback.
+	Addr  string
+	admin *sql.DB
+}
+
+// binary finds a MariaDB program on PATH or in Debian's sbin, which is not
+// on every user's PATH.
+func binary(name string) (string, bool) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, true
+	}
+	for _, dir := range []string{"/usr/sbin", "/usr/bin"} {
+		p := filepath.Join(dir, name)
+		if _, err := os.Stat(p); err == nil {
+			return p, true
+		}
+	}
+	return "", false
+}
+
+// Start starts a server that lives until t's cleanup. Startup takes a few
+// seconds (mariadb-install-db), so call it once per package.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	installDB, ok1 := binary("mariadb-install-db")
+	mariadbd, ok2 := binary("mariadbd")
+	if !ok1 || !ok2 {
+		testenv.Missing(t, "mariadb-install-db and mariadbd (apt-get install mariadb-server)")
+	}
+	dataDir := t.TempDir()
+	// Unix socket paths are limited to ~100 bytes; t.TempDir can be longer.
+	sockDir, err := os.MkdirTemp("", "mdb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(sockDir) })
+
+	var out bytes.Buffer
+	install := exec.Command(installDB, "--no-defaults", "--user=root", "--datadir="+dataDir,
+		"--auth-root-authentication-method=normal", "--skip-test-db")
+	install.Stdout, install.Stderr = &out, &out
+	if err := install.Run(); err != nil {
+		t.Fatalf("mariadb-install-db: %v\n%s", err, out.String())
+	}
+
+	port := freePort(t)
+	cmd := exec.Command(mariadbd, "--no-defaults", "--user=root",
+		"--datadir="+dataDir, "--socket="+filepath.Join(sockDir, "s"),
+		fmt.Sprintf("--port=%d", port), "--bind-address=127.0.0.1",
+		"--skip-grant-tables", "--skip-name-resolve", "--log-error="+filepath.Join(dataDir, "error.log"),
+		// Test data need not survive a power loss; flushing the log once
+		// a second instead of per commit makes the suite several times
+		// faster.
+		"--innodb-flush-log-at-trx-commit=2", "--innodb-buffer-pool-size=128M",
+		"--innodb-log-file-size=48M")
+	// If the test binary dies without its cleanups, the server follows.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start mariadbd: %v", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		// Stop this server by its PID, gracefully, then for sure.
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	})
+
+	s := &Server{Addr: fmt.Sprintf("127.0.0.1:%d", port)}
+	admin, err := sql.Open("mysql", s.dsn(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Close() })
+	s.admin = admin
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		err := admin.PingContext(ctx)
+		if err == nil {
+			break
+		}
+		select {
+		case e := <-exited:
+			log, _ := os.ReadFile(filepath.Join(dataDir, "error.log"))
+			t.Fatalf("mariadbd exited: %v\n%s", e, log)
+		case <-ctx.Done():
+			log, _ := os.ReadFile(filepath.Join(dataDir, "error.log"))
+			t.Fatalf("mariadbd not ready after 30 s: %v\n%s", err, log)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return s
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func (s *Server) dsn(database string) string {
+	return "root@tcp(" + s.Addr + ")/" + database
+}
+
+// NewDatabase creates an empty database, dropped at t's cleanup, and
+// returns a DSN for it.
+func (s *Server) NewDatabase(t testing.TB) string {
+	t.Helper()
+	b := make([]byte, 6)
+	rand.Read(b)
+	name := "t_" + hex.EncodeToString(b)
+	if _, err := s.admin.ExecContext(context.Background(), "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("create database: %v", err)
+	}
+	t.Cleanup(func() {
+		if _, err := s.admin.ExecContext(context.Background(), "DROP DATABASE "+name); err != nil {
+			t.Errorf("drop database %s: %v", name, err)
+		}
+	})
+	return s.dsn(name)
+}
