@@ -59,9 +59,9 @@ Start here:  kplane dev       (embedded etcd, SQLite and the ticketing demo)`,
 		newUserCmd(),
 		newTokenCmd(),
 		newServicesCmd(),
+		newTraceCmd(),
 		newTicketingCmd(),
 		newLoadgenCmd(),
-		newHQCmd(),
 		newHQCmd(),
 	)
 	return root
