@@ -443,7 +443,7 @@ func TestParseTime(t *testing.T) {
 
 func TestFormatSpanDuration(t *testing.T) {
 	for d, want := range map[time.Duration]string{
-		0:                        "0.00µs",
+		0:                        "0",
 		1500 * time.Nanosecond:   "1.50µs",
 		250 * time.Microsecond:   "250µs",
 		12345 * time.Microsecond: "12.3ms",
