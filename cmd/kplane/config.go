@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -33,6 +34,40 @@ type Config struct {
 	Store StoreConfig `yaml:"store"`
 	Auth  AuthConfig  `yaml:"auth"`
 	Demo  DemoConfig  `yaml:"demo"`
+
+	Autoscaler AutoscalerConfig `yaml:"autoscaler"`
+}
+
+// AutoscalerConfig configures Scout → Headquarter → Signalman. It acts on
+// the services of the local orchestrator (the demo's process driver).
+type AutoscalerConfig struct {
+	// Enabled runs scout and, on the elected leader, the headquarter loop.
+	Enabled bool `yaml:"enabled" env:"KPLANE_AUTOSCALER"`
+	// Source is where scout reads metrics: scrape (each instance's
+	// /metrics) or prometheus. "" means prometheus when PrometheusURL is
+	// set, else scrape.
+	Source string `yaml:"source" env:"KPLANE_AUTOSCALER_SOURCE"`
+	// PrometheusURL is the Prometheus HTTP API, e.g. http://127.0.0.1:9090.
+	PrometheusURL string `yaml:"prometheus_url" env:"KPLANE_PROMETHEUS_URL"`
+	// Interval between observations and evaluations, a Go duration.
+	Interval string `yaml:"interval" env:"KPLANE_AUTOSCALER_INTERVAL"`
+}
+
+// source resolves the "" default of Source.
+func (a AutoscalerConfig) source() string {
+	if a.Source == "" && a.PrometheusURL != "" {
+		return "prometheus"
+	}
+	if a.Source == "" {
+		return "scrape"
+	}
+	return a.Source
+}
+
+// interval is the parsed Interval; Validate has checked it.
+func (a AutoscalerConfig) interval() time.Duration {
+	d, _ := time.ParseDuration(a.Interval)
+	return d
 }
 
 // EtcdConfig selects the coordination store.
@@ -81,8 +116,9 @@ func DefaultConfig() Config {
 			PeerListen:   "127.0.0.1:2380",
 			Endpoints:    []string{"http://127.0.0.1:2379"},
 		},
-		Store: StoreConfig{Path: "kplane.db"},
-		Demo:  DemoConfig{Inventory: 2, Checkpoint: 2},
+		Store:      StoreConfig{Path: "kplane.db"},
+		Demo:       DemoConfig{Inventory: 2, Checkpoint: 2},
+		Autoscaler: AutoscalerConfig{Enabled: true, Interval: "5s"},
 	}
 }
 
@@ -92,6 +128,8 @@ func DevConfig() Config {
 	c := DefaultConfig()
 	c.Etcd.Embedded = true
 	c.Demo.Enabled = true
+	// Short ticks: the demo's spike should be answered within seconds.
+	c.Autoscaler.Interval = "2s"
 	return c
 }
 
@@ -208,6 +246,21 @@ func (c *Config) Validate() error {
 	}
 	if c.Demo.Enabled && (c.Demo.Inventory < 0 || c.Demo.Checkpoint < 0) {
 		return errors.New("demo instance counts must not be negative")
+	}
+	if a := c.Autoscaler; a.Enabled {
+		switch a.source() {
+		case "scrape":
+		case "prometheus":
+			u, err := url.Parse(a.PrometheusURL)
+			if a.PrometheusURL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return fmt.Errorf("autoscaler prometheus_url %q: want a URL like http://127.0.0.1:9090 (or autoscaler.source: scrape)", a.PrometheusURL)
+			}
+		default:
+			return fmt.Errorf("autoscaler source %q: want scrape or prometheus", a.Source)
+		}
+		if d, err := time.ParseDuration(a.Interval); err != nil || d < 100*time.Millisecond {
+			return fmt.Errorf("autoscaler interval %q: want a duration of at least 100ms, like 5s", a.Interval)
+		}
 	}
 	if t := c.Auth.DevToken; t != "" && len(t) < 8 {
 		return errors.New("dev token is shorter than 8 characters")

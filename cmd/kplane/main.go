@@ -63,6 +63,8 @@ Start here:  kplane dev       (embedded etcd, SQLite and the ticketing demo)`,
 		newTicketingCmd(),
 		newLoadgenCmd(),
 		newHQCmd(),
+		newScaleCmd(),
+		newDecisionsCmd(),
 	)
 	return root
 }

@@ -19,6 +19,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/kplane/kplane/auth"
+	"github.com/kplane/kplane/examples/ticketing"
 	"github.com/kplane/kplane/internal/etcdserver"
 	"github.com/kplane/kplane/internal/sqldb"
 	"github.com/kplane/kplane/registry"
@@ -108,6 +109,13 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer, dev bool) 
 			return err
 		}
 	}
+	var as *autoscaler
+	if driver != nil && cfg.Autoscaler.Enabled {
+		as, err = newAutoscaler(ctx, cfg, cli, db, watcher, driver, reg, log)
+		if err != nil {
+			return fmt.Errorf("autoscaler: %w", err)
+		}
+	}
 	ready := func(context.Context) error {
 		select {
 		case <-watcher.Ready():
@@ -117,7 +125,7 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer, dev bool) 
 		return nil
 	}
 
-	webSrv, err := web.New(web.Config{
+	webCfg := web.Config{
 		Logger:        log.With("component", "web"),
 		Auth:          authSvc,
 		Services:      watcher,
@@ -126,7 +134,9 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer, dev bool) 
 		Gatherer:      reg,
 		Version:       version,
 		SecureCookies: cfg.Auth.SecureCookies,
-	})
+	}
+	as.configureWeb(&webCfg)
+	webSrv, err := web.New(webCfg)
 	if err != nil {
 		return err
 	}
@@ -165,6 +175,9 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer, dev bool) 
 	})
 	if driver != nil {
 		goRun("signalman", driver.Run)
+	}
+	if as != nil {
+		goRun("autoscaler", as.run)
 	}
 
 	select {
@@ -244,9 +257,11 @@ func newDemoDriver(cfg Config, endpoints []string, c process.Confirmer, log *slo
 			},
 		},
 		Confirmer: c,
-		LogDir:    filepath.Join(cfg.DataDir, "logs"),
-		StateFile: filepath.Join(cfg.DataDir, "instances.json"),
-		Logger:    log,
+		// Time to drain: deregister, let callers notice, finish requests.
+		StopTimeout: ticketing.ShutdownTimeout + ticketing.DeregisterDelay + 2*time.Second,
+		LogDir:      filepath.Join(cfg.DataDir, "logs"),
+		StateFile:   filepath.Join(cfg.DataDir, "instances.json"),
+		Logger:      log,
 	})
 }
 

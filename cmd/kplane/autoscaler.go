@@ -1,0 +1,242 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/kplane/kplane/headquarter"
+	"github.com/kplane/kplane/scout"
+	scoutprom "github.com/kplane/kplane/scout/prometheus"
+	"github.com/kplane/kplane/scout/scrape"
+	"github.com/kplane/kplane/signalman"
+	"github.com/kplane/kplane/web"
+)
+
+// autoscaler is Scout → Headquarter → Signalman as serve runs it: scout on
+// every replica (the console shows its history), the headquarter loop only
+// on the elected leader, every orchestrator call fenced.
+type autoscaler struct {
+	scout  *scout.Scout
+	store  *headquarter.SQLStore
+	leader *headquarter.Leader
+	loop   *headquarter.Loop
+	manual manualScaler
+}
+
+// demoPolicy is the policy the demo services start with: at least two
+// instances, scaled on requests per instance alone. The demo services do
+// little work per request, so CPU and memory stay low and would only vote
+// to scale down; QPS is the signal a ticket sale moves.
+func demoPolicy(service string) headquarter.Policy {
+	return headquarter.Policy{
+		Service: service, Env: "dev", Min: 2, Max: 8,
+		QPS:        headquarter.Threshold{High: 40, Low: 10, Target: 25},
+		CPU:        headquarter.Threshold{Disabled: true},
+		Memory:     headquarter.Threshold{Disabled: true},
+		Votes:      1,
+		CooldownUp: 10 * time.Second, CooldownDown: 20 * time.Second,
+		StabilizationWindow: 30 * time.Second, MaxMetricAge: 15 * time.Second,
+	}
+}
+
+func newAutoscaler(ctx context.Context, cfg Config, cli *clientv3.Client, db *sql.DB, services scout.Registry,
+	orch signalman.Orchestrator, reg prometheus.Registerer, log *slog.Logger) (*autoscaler, error) {
+	ac := cfg.Autoscaler
+	var src scout.Source
+	var err error
+	switch ac.source() {
+	case "prometheus":
+		src, err = scoutprom.New(scoutprom.Config{URL: ac.PrometheusURL})
+	default:
+		src, err = scrape.New(scrape.Config{})
+	}
+	if err != nil {
+		return nil, err
+	}
+	log.Info("autoscaler", "source", ac.source(), "prometheus_url", ac.PrometheusURL, "interval", ac.interval())
+	sc, err := scout.New(scout.Config{
+		Sources: []scout.Source{src}, Registry: services, Interval: ac.interval(),
+		Logger: log.With("component", "scout"), Registerer: reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	store := headquarter.NewSQLStore(db, nil)
+	if cfg.Demo.Enabled {
+		for _, svc := range []string{"inventory", "checkpoint"} {
+			if _, err := store.Policy(ctx, svc); errors.Is(err, headquarter.ErrNotFound) {
+				if err := store.PutPolicy(ctx, demoPolicy(svc)); err != nil {
+					return nil, fmt.Errorf("demo policy: %w", err)
+				}
+			}
+		}
+	}
+	leader, err := headquarter.NewLeader(headquarter.LeaderConfig{Client: cli, Logger: log.With("component", "leader")})
+	if err != nil {
+		return nil, err
+	}
+	scaler := orchestratorScaler{orch: orch, defaultEnv: "dev"}
+	loop, err := headquarter.NewLoop(headquarter.LoopConfig{
+		Observer: scoutObserver{scout: sc}, Scaler: leader.Fenced(scaler), Policies: store, Decisions: store,
+		Interval: ac.interval(), Logger: log.With("component", "headquarter"), Registerer: reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &autoscaler{
+		scout: sc, store: store, leader: leader, loop: loop,
+		manual: manualScaler{scaler: scaler, leader: leader, policies: store, decisions: store, log: log, now: time.Now},
+	}, nil
+}
+
+// run observes on every replica and decides only while leading.
+func (a *autoscaler) run(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() { done <- a.scout.Run(ctx) }()
+	err := a.leader.Run(ctx, a.loop.Run)
+	return errors.Join(err, <-done)
+}
+
+// configureWeb gives the console and API the autoscaler; a nil autoscaler
+// leaves them saying it is not configured.
+func (a *autoscaler) configureWeb(c *web.Config) {
+	if a == nil {
+		return
+	}
+	c.Policies, c.Decisions, c.Scaler, c.Observations = a.store, a.store, a.manual, a.scout
+}
+
+// The adapters between scout, headquarter and signalman. Those packages do
+// not know each other: headquarter declares the Observer and Scaler it
+// consumes, and main connects them here.
+
+// actionManual marks a decision a person made through the API or CLI.
+const actionManual = headquarter.Action("manual")
+
+// scoutObserver gives headquarter scout's latest snapshot as Inputs.
+type scoutObserver struct {
+	scout interface{ Latest() scout.Snapshot }
+}
+
+var _ headquarter.Observer = scoutObserver{}
+
+// Observe converts the latest snapshot. A missing scout sample stays
+// missing, with its reason: it must never read as zero.
+func (o scoutObserver) Observe(context.Context) (map[string]headquarter.Input, error) {
+	snap := o.scout.Latest()
+	if snap.Time.IsZero() {
+		return nil, errors.New("scout has not observed anything yet")
+	}
+	out := make(map[string]headquarter.Input, len(snap.Services))
+	for name, ss := range snap.Services {
+		out[name] = headquarter.Input{
+			Service:   name,
+			Instances: ss.Instances,
+			QPS:       hqSample(ss.Metrics[scout.QPS]),
+			CPU:       hqSample(ss.Metrics[scout.CPU]),
+			Memory:    hqSample(ss.Metrics[scout.Memory]),
+		}
+	}
+	return out, nil
+}
+
+func hqSample(s scout.Sample) headquarter.Sample {
+	if s.Missing || s.Time.IsZero() {
+		reason := s.Reason
+		if reason == "" {
+			reason = "not measured"
+		}
+		return headquarter.MissingSample(reason)
+	}
+	return headquarter.Value(s.Value, s.Time)
+}
+
+// orchestratorScaler carries headquarter's decisions out through a
+// signalman orchestrator, translating its errors into typed outcomes.
+type orchestratorScaler struct {
+	orch       signalman.Orchestrator
+	defaultEnv string // for policies that name no environment
+}
+
+var _ headquarter.Scaler = orchestratorScaler{}
+
+func (s orchestratorScaler) Scale(ctx context.Context, req headquarter.ScaleRequest) (headquarter.Outcome, error) {
+	res, err := s.scale(ctx, req.Service, req.Env, req.Instances)
+	switch {
+	case errors.Is(err, signalman.ErrBusy):
+		return headquarter.OutcomeBusy, nil
+	case err != nil:
+		return headquarter.OutcomeFailed, err
+	case res.NoOp():
+		return headquarter.OutcomeNoOp, nil
+	}
+	return headquarter.OutcomeDone, nil
+}
+
+func (s orchestratorScaler) scale(ctx context.Context, service, env string, n int) (signalman.Result, error) {
+	if env == "" {
+		env = s.defaultEnv
+	}
+	return s.orch.Scale(ctx, signalman.Target{Service: service, Env: env}, n)
+}
+
+// fence is what a manual scale checks before acting: the leader's fence.
+type fence interface {
+	Fence() (headquarter.Fence, error)
+	Check(ctx context.Context, f headquarter.Fence) error
+}
+
+// manualScaler serves POST /api/v1/services/{service}/scale: it scales
+// through the orchestrator, fenced like the Loop's calls, and records a
+// "manual" decision so the log explains the change.
+type manualScaler struct {
+	scaler    orchestratorScaler
+	leader    fence
+	policies  headquarter.PolicyStore
+	decisions headquarter.DecisionStore
+	log       *slog.Logger
+	now       func() time.Time
+}
+
+func (m manualScaler) ScaleManually(ctx context.Context, service string, n int, by string) (signalman.Result, error) {
+	if m.leader != nil {
+		f, err := m.leader.Fence()
+		if err == nil {
+			err = m.leader.Check(ctx, f)
+		}
+		if err != nil {
+			return signalman.Result{}, fmt.Errorf("manual scale of %s: %w", service, err)
+		}
+	}
+	env := ""
+	if p, err := m.policies.Policy(ctx, service); err == nil {
+		env = p.Env
+	}
+	start := m.now()
+	res, err := m.scaler.scale(ctx, service, env, n)
+	if errors.Is(err, signalman.ErrInvalid) || errors.Is(err, signalman.ErrUnknownService) || errors.Is(err, signalman.ErrBusy) {
+		return res, err // nothing happened: nothing to explain
+	}
+	d := headquarter.Decision{
+		Time: start, Service: service, Env: env, Action: actionManual,
+		Reason: fmt.Sprintf("manual scale to %d by %s", n, by),
+		From:   res.From, To: n, Outcome: headquarter.OutcomeDone, Finished: m.now(),
+	}
+	switch {
+	case err != nil:
+		d.Outcome, d.Error = headquarter.OutcomeFailed, err.Error()
+	case res.NoOp():
+		d.Outcome = headquarter.OutcomeNoOp
+	}
+	if rerr := m.decisions.Record(ctx, d); rerr != nil {
+		m.log.Warn("cannot record a manual decision", "service", service, "err", rerr)
+	}
+	return res, err
+}
