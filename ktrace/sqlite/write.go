@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/kplane/kplane/ktrace"
@@ -66,27 +67,16 @@ func (s *Store) WriteSpans(ctx context.Context, spans []ktrace.Span) error {
 	}
 
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		existing, err := tx.PrepareContext(ctx, `SELECT span_id, parent_id, service, error, start FROM spans WHERE trace_id = ?`)
+		stored, err := storedNodes(ctx, tx, order)
 		if err != nil {
 			return err
 		}
-		defer existing.Close()
-		insert, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO spans
-			(trace_id, span_id, parent_id, service, name, start, duration, error, details)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-		if err != nil {
-			return err
-		}
-		defer insert.Close()
+		ins := inserter{tx: tx}
 		ops := map[opKey]int64{}
 		deps := map[depKey]*depCount{}
 		for _, tid := range order {
-			stored, err := storedNodes(ctx, existing, tid)
-			if err != nil {
-				return err
-			}
-			have := make(map[ktrace.SpanID]bool, len(stored))
-			for _, n := range stored {
+			have := make(map[ktrace.SpanID]bool, len(stored[tid]))
+			for _, n := range stored[tid] {
 				have[n.SpanID] = true
 			}
 			var added []inmem.Node
@@ -96,7 +86,7 @@ func (s *Store) WriteSpans(ctx context.Context, spans []ktrace.Span) error {
 					continue
 				}
 				start := sp.Start.UnixNano()
-				if _, err := insert.ExecContext(ctx, tid[:], sp.SpanID[:], sp.ParentSpanID[:], sp.Service, sp.Name,
+				if err := ins.add(ctx, tid[:], sp.SpanID[:], sp.ParentSpanID[:], sp.Service, sp.Name,
 					start, int64(sp.Duration), sp.Error(), p.details); err != nil {
 					return err
 				}
@@ -105,7 +95,7 @@ func (s *Store) WriteSpans(ctx context.Context, spans []ktrace.Span) error {
 					ops[k] = start
 				}
 			}
-			for _, e := range inmem.NewEdges(stored, added) {
+			for _, e := range inmem.NewEdges(stored[tid], added) {
 				k := depKey{e.Hour.Unix(), e.Parent, e.Child}
 				c := deps[k]
 				if c == nil {
@@ -117,6 +107,9 @@ func (s *Store) WriteSpans(ctx context.Context, spans []ktrace.Span) error {
 					c.errors++
 				}
 			}
+		}
+		if err := ins.flush(ctx); err != nil {
+			return err
 		}
 		for k, last := range ops {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO operations (service, name, last_seen) VALUES (?, ?, ?)
@@ -140,26 +133,92 @@ func (s *Store) WriteSpans(ctx context.Context, spans []ktrace.Span) error {
 	return nil
 }
 
-func storedNodes(ctx context.Context, stmt *sql.Stmt, tid ktrace.TraceID) ([]inmem.Node, error) {
-	rows, err := stmt.QueryContext(ctx, tid[:])
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []inmem.Node
-	for rows.Next() {
-		var n inmem.Node
-		var spanID, parentID []byte
-		var start int64
-		if err := rows.Scan(&spanID, &parentID, &n.Service, &n.Error, &start); err != nil {
+// keysPerQuery bounds the parameters of one statement: SQLite allows
+// 32766, and statements of this size already amortise the per-statement
+// cost, which dominates with one row per statement.
+const keysPerQuery = 200
+
+// storedNodes reads what is stored of the given traces, a few hundred
+// primary-key ranges per query.
+func storedNodes(ctx context.Context, tx *sql.Tx, ids []ktrace.TraceID) (map[ktrace.TraceID][]inmem.Node, error) {
+	out := map[ktrace.TraceID][]inmem.Node{}
+	for len(ids) > 0 {
+		chunk := ids[:min(len(ids), keysPerQuery)]
+		ids = ids[len(chunk):]
+		args := make([]any, len(chunk))
+		for i := range chunk {
+			args[i] = chunk[i][:]
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT trace_id, span_id, parent_id, service, error, start FROM spans
+			WHERE trace_id IN (`+strings.TrimSuffix(strings.Repeat("?,", len(chunk)), ",")+`)`, args...)
+		if err != nil {
 			return nil, err
 		}
-		copy(n.SpanID[:], spanID)
-		copy(n.Parent[:], parentID)
-		n.Start = time.Unix(0, start).UTC()
-		out = append(out, n)
+		for rows.Next() {
+			var n inmem.Node
+			var tid, spanID, parentID []byte
+			var start int64
+			if err := rows.Scan(&tid, &spanID, &parentID, &n.Service, &n.Error, &start); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			var id ktrace.TraceID
+			copy(id[:], tid)
+			copy(n.SpanID[:], spanID)
+			copy(n.Parent[:], parentID)
+			n.Start = time.Unix(0, start).UTC()
+			out[id] = append(out[id], n)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
 	}
-	return out, rows.Err()
+	return out, nil
+}
+
+// rowsPerInsert spans go in one INSERT statement (9 parameters each).
+const rowsPerInsert = 100
+
+// inserter batches span rows into multi-row INSERT OR IGNORE statements.
+type inserter struct {
+	tx   *sql.Tx
+	args []any
+	full *sql.Stmt // prepared once per batch for rowsPerInsert rows
+}
+
+func (in *inserter) add(ctx context.Context, row ...any) error {
+	in.args = append(in.args, row...)
+	if len(in.args) < 9*rowsPerInsert {
+		return nil
+	}
+	if in.full == nil {
+		st, err := in.tx.PrepareContext(ctx, insertSQL(rowsPerInsert))
+		if err != nil {
+			return err
+		}
+		in.full = st
+	}
+	_, err := in.full.ExecContext(ctx, in.args...)
+	in.args = in.args[:0]
+	return err
+}
+
+func (in *inserter) flush(ctx context.Context) error {
+	if in.full != nil {
+		defer in.full.Close()
+	}
+	if len(in.args) == 0 {
+		return nil
+	}
+	_, err := in.tx.ExecContext(ctx, insertSQL(len(in.args)/9), in.args...)
+	in.args = in.args[:0]
+	return err
+}
+
+func insertSQL(rows int) string {
+	return `INSERT OR IGNORE INTO spans (trace_id, span_id, parent_id, service, name, start, duration, error, details) VALUES ` +
+		strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?, ?),", rows), ",")
 }
 
 func (s *Store) inTx(ctx context.Context, fn func(*sql.Tx) error) (err error) {
