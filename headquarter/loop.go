@@ -92,6 +92,9 @@ type TickReport struct {
 	// service had been evaluated and its scale dispatched.
 	Scheduled time.Time
 	Lag       time.Duration
+	// Work is the part of Lag spent in the tick itself (observe, list
+	// policies, evaluate, dispatch); the rest waited for the CPU.
+	Work      time.Duration
 	Evaluated int
 	// Dispatched counts Scale calls started; Recorded counts decisions
 	// handed to the store (executed ones are recorded when they finish).
@@ -112,10 +115,9 @@ type Loop struct {
 	m     loopMetrics
 
 	// Owned by the Run goroutine.
-	states   map[string]State
-	inflight map[string]bool
+	services map[string]*service
 	policies []Policy
-	known    map[string]bool
+	gen      uint64
 
 	results chan Decision
 	record  chan []Decision
@@ -147,6 +149,17 @@ func NewLoop(cfg LoopConfig) (*Loop, error) {
 	return l, nil
 }
 
+// service is the Loop's memory of one service with a policy.
+type service struct {
+	state    State
+	inflight bool
+	// gen is the tick that last saw the service's policy.
+	gen uint64
+	// current and desired are its gauges, looked up once: hashing label
+	// values for 10,000 services every tick is a large share of a tick.
+	current, desired prometheus.Gauge
+}
+
 // recordQueue is how many batches of decisions may wait for the store
 // before a tick drops its batch rather than wait: the loop must not stall
 // on a slow database.
@@ -157,9 +170,7 @@ const recordQueue = 64
 // when ctx ends; the loop's state (cooldowns, windows) starts fresh on the
 // next Run.
 func (l *Loop) Run(ctx context.Context) error {
-	l.states = map[string]State{}
-	l.inflight = map[string]bool{}
-	l.known = map[string]bool{}
+	l.services = map[string]*service{}
 	l.results = make(chan Decision, 64)
 	l.record = make(chan []Decision, recordQueue)
 
@@ -201,6 +212,7 @@ func (l *Loop) tick(ctx context.Context, scales *sync.WaitGroup, scheduled time.
 	}
 	now := l.clock.Now()
 	rep := TickReport{Scheduled: scheduled}
+	start := time.Now()
 
 	inputs, err := l.cfg.Observer.Observe(ctx)
 	if err != nil {
@@ -219,11 +231,16 @@ func (l *Loop) tick(ctx context.Context, scales *sync.WaitGroup, scheduled time.
 		l.policies = ps
 	}
 
-	seen := make(map[string]bool, len(l.policies))
+	l.gen++
 	var batch []Decision
 	for _, p := range l.policies {
 		svc := p.Service
-		seen[svc] = true
+		e := l.services[svc]
+		if e == nil {
+			e = &service{current: l.m.current.WithLabelValues(svc), desired: l.m.desired.WithLabelValues(svc)}
+			l.services[svc] = e
+		}
+		e.gen = l.gen
 		in, ok := inputs[svc]
 		switch {
 		case rep.ObserveError != nil:
@@ -231,27 +248,32 @@ func (l *Loop) tick(ctx context.Context, scales *sync.WaitGroup, scheduled time.
 		case !ok:
 			in = Input{Service: svc, Missing: "service not in the observation"}
 		}
-		in.Busy = l.inflight[svc]
-		d, st := Evaluate(p, l.states[svc], in, now)
-		l.states[svc] = st
+		in.Busy = e.inflight
+		d, st := Evaluate(p, e.state, in, now)
+		e.state = st
 		rep.Evaluated++
-		l.m.observe(d)
+		e.current.Set(float64(d.From))
+		e.desired.Set(float64(d.To))
+		if d.Noteworthy() {
+			l.m.decisions.WithLabelValues(svc, string(d.Action), string(d.Guard)).Inc()
+		}
 		switch {
 		case d.Executes():
-			l.inflight[svc] = true
+			e.inflight = true
 			rep.Dispatched++
 			scales.Go(func() { l.scale(ctx, d) })
 		case d.Noteworthy():
 			batch = append(batch, d)
 		}
 	}
-	for svc := range l.known {
-		if !seen[svc] {
-			delete(l.states, svc)
-			l.m.forget(svc)
+	if len(l.services) > rep.Evaluated {
+		for svc, e := range l.services {
+			if e.gen != l.gen && !e.inflight {
+				delete(l.services, svc)
+				l.m.forget(svc)
+			}
 		}
 	}
-	l.known = seen
 	if len(batch) > 0 {
 		select {
 		case l.record <- batch:
@@ -262,6 +284,7 @@ func (l *Loop) tick(ctx context.Context, scales *sync.WaitGroup, scheduled time.
 		}
 	}
 	rep.Lag = l.clock.Now().Sub(scheduled)
+	rep.Work = time.Since(start)
 	l.m.lag.Observe(rep.Lag.Seconds())
 	if l.cfg.OnTick != nil {
 		l.cfg.OnTick(rep)
@@ -307,9 +330,9 @@ func (l *Loop) scale(ctx context.Context, d Decision) {
 
 // finish applies a finished scale to the service's state.
 func (l *Loop) finish(d Decision) {
-	delete(l.inflight, d.Service)
-	if st, ok := l.states[d.Service]; ok {
-		l.states[d.Service] = st.Apply(d)
+	if e := l.services[d.Service]; e != nil {
+		e.inflight = false
+		e.state = e.state.Apply(d)
 	}
 }
 
@@ -380,14 +403,6 @@ func newLoopMetrics(reg prometheus.Registerer) (loopMetrics, error) {
 		}
 	}
 	return m, nil
-}
-
-func (m loopMetrics) observe(d Decision) {
-	m.current.WithLabelValues(d.Service).Set(float64(d.From))
-	m.desired.WithLabelValues(d.Service).Set(float64(d.To))
-	if d.Noteworthy() {
-		m.decisions.WithLabelValues(d.Service, string(d.Action), string(d.Guard)).Inc()
-	}
 }
 
 func (m loopMetrics) outcome(d Decision) {

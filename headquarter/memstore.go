@@ -20,6 +20,7 @@ type MemoryStore struct {
 	nextID    int64
 	decisions []Decision // in recording order
 	policies  map[string]Policy
+	sorted    []Policy // policies by service; nil after a change
 }
 
 var _ Store = (*MemoryStore)(nil)
@@ -110,6 +111,7 @@ func (s *MemoryStore) PutPolicy(ctx context.Context, p Policy) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.policies[p.Service] = p.WithDefaults()
+	s.sorted = nil
 	return nil
 }
 
@@ -119,11 +121,14 @@ func (s *MemoryStore) Policies(ctx context.Context) ([]Policy, error) {
 		return nil, fmt.Errorf("list policies: %w", err)
 	}
 	s.mu.Lock()
-	out := make([]Policy, 0, len(s.policies))
-	for _, p := range s.policies {
-		out = append(out, p)
+	defer s.mu.Unlock()
+	// The Loop lists every policy every tick; sort once per change.
+	if s.sorted == nil {
+		s.sorted = make([]Policy, 0, len(s.policies))
+		for _, p := range s.policies {
+			s.sorted = append(s.sorted, p)
+		}
+		slices.SortFunc(s.sorted, func(a, b Policy) int { return strings.Compare(a.Service, b.Service) })
 	}
-	s.mu.Unlock()
-	slices.SortFunc(out, func(a, b Policy) int { return strings.Compare(a.Service, b.Service) })
-	return out, nil
+	return slices.Clone(s.sorted), nil
 }

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"time"
 )
 
@@ -15,6 +17,14 @@ import (
 type SQLStore struct {
 	db  *sql.DB
 	now func() time.Time
+
+	// The Loop lists every policy every tick: the decoded list is kept and
+	// reused while the table's (count, newest updated_at) is unchanged, so
+	// a tick costs one indexed query instead of decoding every policy.
+	// PutPolicy keeps updated_at increasing, so every change moves it.
+	mu        sync.Mutex
+	cacheKey  [2]int64
+	cacheList []Policy
 }
 
 var _ Store = (*SQLStore)(nil)
@@ -132,7 +142,8 @@ func (s *SQLStore) PutPolicy(ctx context.Context, p Policy) error {
 	if err != nil {
 		return fmt.Errorf("put policy %s: %w", p.Service, err)
 	}
-	_, err = s.db.ExecContext(ctx, `INSERT INTO scaling_policies (service, policy, updated_at) VALUES (?, ?, ?)
+	_, err = s.db.ExecContext(ctx, `INSERT INTO scaling_policies (service, policy, updated_at)
+VALUES (?, ?, MAX(?, COALESCE((SELECT MAX(updated_at) FROM scaling_policies), 0) + 1))
 ON CONFLICT(service) DO UPDATE SET policy = excluded.policy, updated_at = excluded.updated_at`,
 		p.Service, string(b), s.now().UnixNano())
 	if err != nil {
@@ -143,6 +154,28 @@ ON CONFLICT(service) DO UPDATE SET policy = excluded.policy, updated_at = exclud
 
 // Policies implements PolicyStore.
 func (s *SQLStore) Policies(ctx context.Context) ([]Policy, error) {
+	var key [2]int64
+	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(MAX(updated_at), 0) FROM scaling_policies`).Scan(&key[0], &key[1]); err != nil {
+		return nil, fmt.Errorf("list policies: %w", err)
+	}
+	s.mu.Lock()
+	if s.cacheList != nil && key == s.cacheKey {
+		out := slices.Clone(s.cacheList)
+		s.mu.Unlock()
+		return out, nil
+	}
+	s.mu.Unlock()
+	out, err := s.listPolicies(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.cacheKey, s.cacheList = key, slices.Clone(out)
+	s.mu.Unlock()
+	return out, nil
+}
+
+func (s *SQLStore) listPolicies(ctx context.Context) ([]Policy, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT policy FROM scaling_policies ORDER BY service`)
 	if err != nil {
 		return nil, fmt.Errorf("list policies: %w", err)

@@ -98,6 +98,9 @@ func testStore(t *testing.T, s Store) {
 		if g, w := mustJSON(t, got), mustJSON(t, p.WithDefaults()); g != w {
 			t.Errorf("policy:\n got %s\nwant %s", g, w)
 		}
+		if ps, err := s.Policies(ctx); err != nil || len(ps) != 2 || ps[1].Max != 40 {
+			t.Fatalf("policies before the update: %+v, %v", ps, err)
+		}
 		p.Max = 12
 		if err := s.PutPolicy(ctx, p); err != nil {
 			t.Fatal(err)

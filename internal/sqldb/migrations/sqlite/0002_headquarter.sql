@@ -5,8 +5,12 @@ CREATE TABLE scaling_policies (
 	service    TEXT    PRIMARY KEY,
 	-- The policy as JSON (headquarter.Policy's JSON form, defaults filled).
 	policy     TEXT    NOT NULL,
+	-- Increases with every write (headquarter keeps it so): readers cache
+	-- the list while (COUNT(*), MAX(updated_at)) is unchanged.
 	updated_at INTEGER NOT NULL
 );
+
+CREATE INDEX scaling_policies_updated ON scaling_policies(updated_at);
 
 CREATE TABLE scaling_decisions (
 	id          INTEGER PRIMARY KEY AUTOINCREMENT,
