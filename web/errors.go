@@ -9,6 +9,7 @@ import (
 
 	"github.com/kplane/kplane/auth"
 	"github.com/kplane/kplane/headquarter"
+	"github.com/kplane/kplane/ktrace"
 	"github.com/kplane/kplane/signalman"
 )
 
@@ -19,6 +20,14 @@ var (
 	errNotFound         = errors.New("not found")
 	errMethodNotAllowed = errors.New("method not allowed")
 	errCSRF             = errors.New("missing or wrong CSRF token")
+	errMediaType        = errors.New("unsupported media type")
+)
+
+// Retry-After values, in seconds. Overload clears as soon as the write
+// path drains a batch; an unreachable store takes longer to come back.
+const (
+	retryOverloaded  = "1"
+	retryUnavailable = "5"
 )
 
 // errorBody is the JSON shape of every API error.
@@ -43,7 +52,13 @@ func classify(err error) (status int, body errorBody) {
 		return http.StatusForbidden, errorBody{publicText(err), "forbidden"}
 	case errors.Is(err, errCSRF):
 		return http.StatusForbidden, errorBody{"missing or wrong CSRF token: reload the page and try again", "csrf"}
-	case errors.Is(err, auth.ErrInvalid), errors.Is(err, errMalformed):
+	case errors.Is(err, errMediaType):
+		return http.StatusUnsupportedMediaType, errorBody{publicText(err), "unsupported_media_type"}
+	case errors.Is(err, ktrace.ErrOverloaded):
+		return http.StatusTooManyRequests, errorBody{"span ingest is saturated: retry later", "overloaded"}
+	case errors.Is(err, ktrace.ErrUnavailable):
+		return http.StatusServiceUnavailable, errorBody{"span store unavailable: retry later", "unavailable"}
+	case errors.Is(err, auth.ErrInvalid), errors.Is(err, errMalformed), errors.Is(err, ktrace.ErrInvalid):
 		return http.StatusBadRequest, errorBody{publicText(err), "invalid"}
 	case errors.Is(err, auth.ErrNotFound), errors.Is(err, errNotFound):
 		return http.StatusNotFound, errorBody{publicText(err), "not_found"}
@@ -69,8 +84,12 @@ func classify(err error) (status int, body errorBody) {
 // leaves, which reads as noise to a person.
 func publicText(err error) string {
 	msg := err.Error()
-	for _, s := range []error{auth.ErrInvalid, auth.ErrNotFound, auth.ErrExists, auth.ErrForbidden, errMalformed, errNotFound} {
+	for _, s := range []error{auth.ErrInvalid, auth.ErrNotFound, auth.ErrExists, auth.ErrForbidden, errMalformed, errNotFound, errMediaType, ktrace.ErrInvalid} {
 		if trimmed, ok := strings.CutSuffix(msg, ": "+s.Error()); ok {
+			return trimmed
+		}
+		// ktrace wraps its sentinel first ("invalid: trace ID ...").
+		if trimmed, ok := strings.CutPrefix(msg, s.Error()+": "); ok {
 			return trimmed
 		}
 	}
@@ -84,8 +103,13 @@ func (s *Server) fail(c *gin.Context, err error) {
 	if status >= 500 {
 		requestLogger(c, s.log).Error("request failed", "err", err)
 	}
-	if status == http.StatusUnauthorized {
+	switch status {
+	case http.StatusUnauthorized:
 		c.Header("WWW-Authenticate", `Bearer realm="kplane"`)
+	case http.StatusTooManyRequests:
+		c.Header("Retry-After", retryOverloaded)
+	case http.StatusServiceUnavailable:
+		c.Header("Retry-After", retryUnavailable)
 	}
 	c.AbortWithStatusJSON(status, body)
 }

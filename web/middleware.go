@@ -139,13 +139,21 @@ func (s *Server) recoverPanics(c *gin.Context) {
 // limitBody rejects bodies above the configured size: early by
 // Content-Length, and while reading for chunked bodies (the handler's read
 // then fails with *http.MaxBytesError, which classify maps to 413).
+//
+// A route may raise its own limit in s.bodyLimits (span ingest takes
+// batches far above the API's 1 MiB); gin has matched the route before
+// global middleware runs, so FullPath names it here.
 func (s *Server) limitBody(c *gin.Context) {
-	if c.Request.ContentLength > s.maxBody {
-		s.fail(c, &http.MaxBytesError{Limit: s.maxBody})
+	limit := s.maxBody
+	if l, ok := s.bodyLimits[c.FullPath()]; ok {
+		limit = l
+	}
+	if c.Request.ContentLength > limit {
+		s.fail(c, &http.MaxBytesError{Limit: limit})
 		return
 	}
 	if c.Request.Body != nil {
-		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.maxBody)
+		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, limit)
 	}
 	c.Next()
 }

@@ -81,6 +81,9 @@ type Config struct {
 	// Traces answers trace lookups, searches and the dependency graph.
 	// Nil makes those routes answer 503 (no span store).
 	Traces TraceReader
+	// Ingester receives decoded spans from POST /v1/traces (OTLP) and
+	// POST /api/v2/spans (Zipkin). Nil leaves both routes unregistered.
+	Ingester SpanIngester
 }
 
 // Server serves kplane's HTTP API and console.
@@ -93,6 +96,9 @@ type Server struct {
 	now       func() time.Time
 	maxBody   int64
 	heartbeat time.Duration
+	// bodyLimits overrides maxBody per route (gin's FullPath); written
+	// only while routes are registered, in New.
+	bodyLimits map[string]int64
 
 	engine  *gin.Engine
 	pages   *pages
@@ -123,6 +129,7 @@ func New(cfg Config) (*Server, error) {
 		now:         cfg.Now,
 		maxBody:     cfg.MaxBodyBytes,
 		heartbeat:   heartbeatInterval,
+		bodyLimits:  map[string]int64{},
 		streamsDone: make(chan struct{}),
 	}
 	if s.log == nil {

@@ -1,0 +1,240 @@
+package otlp
+
+import (
+	"fmt"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+
+	"github.com/kplane/kplane/ktrace"
+)
+
+// Encoding is the wire format of a request and its response.
+type Encoding int
+
+const (
+	Protobuf Encoding = iota // application/x-protobuf
+	JSON                     // application/json
+)
+
+// ContentType is the media type OTLP/HTTP uses for the encoding.
+func (e Encoding) ContentType() string {
+	if e == JSON {
+		return "application/json"
+	}
+	return "application/x-protobuf"
+}
+
+func (e Encoding) String() string {
+	if e == JSON {
+		return "OTLP JSON"
+	}
+	return "OTLP protobuf"
+}
+
+// Scope attributes are kept as tags under the names OpenTelemetry's own
+// exporters to Jaeger and Zipkin use.
+const (
+	tagScopeName    = "otel.scope.name"
+	tagScopeVersion = "otel.scope.version"
+)
+
+// unknownService is what OpenTelemetry SDKs report when service.name is
+// not set; a resource without it gets the same.
+const unknownService = "unknown_service"
+
+// Batch is one decoded export request.
+type Batch struct {
+	// Spans that can be stored.
+	Spans []ktrace.Span
+	// Rejected counts spans left out, and RejectReason says why the first
+	// of them was (for the partial-success message).
+	Rejected     int
+	RejectReason string
+}
+
+// Decode parses an ExportTraceServiceRequest. The error wraps
+// ktrace.ErrInvalid and names what is wrong; spans that parse but cannot
+// be stored are counted in Batch.Rejected instead.
+func Decode(data []byte, enc Encoding) (Batch, error) {
+	req := ptraceotlp.NewExportRequest()
+	var err error
+	if enc == JSON {
+		err = req.UnmarshalJSON(data)
+	} else {
+		err = req.UnmarshalProto(data)
+	}
+	if err != nil {
+		return Batch{}, fmt.Errorf("%w: %s request: %v", ktrace.ErrInvalid, enc, err)
+	}
+	return convert(req.Traces()), nil
+}
+
+// convert maps pdata spans to ktrace spans.
+func convert(td ptrace.Traces) Batch {
+	var b Batch
+	b.Spans = make([]ktrace.Span, 0, td.SpanCount())
+	rss := td.ResourceSpans()
+	for i := 0; i < rss.Len(); i++ {
+		rs := rss.At(i)
+		// One Process map per resource, shared by its spans: nothing
+		// modifies it after decoding (the store copies what it keeps), and
+		// a batch of thousands of spans from one SDK needs it once.
+		process := attrMap(rs.Resource().Attributes())
+		service := process["service.name"]
+		if service == "" {
+			service = unknownService
+		}
+		sss := rs.ScopeSpans()
+		for j := 0; j < sss.Len(); j++ {
+			ss := sss.At(j)
+			scopeName, scopeVersion := ss.Scope().Name(), ss.Scope().Version()
+			spans := ss.Spans()
+			for k := 0; k < spans.Len(); k++ {
+				sp := spans.At(k)
+				if reason := invalid(sp); reason != "" {
+					if b.Rejected == 0 {
+						b.RejectReason = fmt.Sprintf("span %q (resource %d, scope %d, span %d): %s", sp.Name(), i, j, k, reason)
+					}
+					b.Rejected++
+					continue
+				}
+				b.Spans = append(b.Spans, span(sp, service, process, scopeName, scopeVersion))
+			}
+		}
+	}
+	return b
+}
+
+// invalid says why a span cannot be stored, or "".
+func invalid(sp ptrace.Span) string {
+	switch {
+	case sp.TraceID().IsEmpty():
+		return "trace ID is missing or all zeros"
+	case sp.SpanID().IsEmpty():
+		return "span ID is missing or all zeros"
+	case sp.StartTimestamp() == 0:
+		return "start time is missing"
+	}
+	return ""
+}
+
+func span(sp ptrace.Span, service string, process map[string]string, scopeName, scopeVersion string) ktrace.Span {
+	start, end := sp.StartTimestamp(), sp.EndTimestamp()
+	var d time.Duration
+	// A span with no end (or an end before its start, from a broken clock)
+	// is stored with zero duration rather than a negative one.
+	if end > start {
+		d = time.Duration(end - start)
+	}
+	attrs := sp.Attributes()
+	n := attrs.Len()
+	if scopeName != "" {
+		n++
+	}
+	if scopeVersion != "" {
+		n++
+	}
+	var tags map[string]string
+	if n > 0 {
+		tags = make(map[string]string, n)
+		attrs.Range(func(k string, v pcommon.Value) bool {
+			tags[k] = v.AsString()
+			return true
+		})
+		if scopeName != "" {
+			tags[tagScopeName] = scopeName
+		}
+		if scopeVersion != "" {
+			tags[tagScopeVersion] = scopeVersion
+		}
+	}
+	s := ktrace.Span{
+		TraceID:       ktrace.TraceID(sp.TraceID()),
+		SpanID:        ktrace.SpanID(sp.SpanID()),
+		ParentSpanID:  ktrace.SpanID(sp.ParentSpanID()),
+		Service:       service,
+		Name:          sp.Name(),
+		Kind:          kind(sp.Kind()),
+		Start:         time.Unix(0, int64(start)).UTC(),
+		Duration:      d,
+		Tags:          tags,
+		Status:        status(sp.Status().Code()),
+		StatusMessage: sp.Status().Message(),
+		Process:       process,
+	}
+	if evs := sp.Events(); evs.Len() > 0 {
+		s.Annotations = make([]ktrace.Annotation, evs.Len())
+		for i := 0; i < evs.Len(); i++ {
+			ev := evs.At(i)
+			s.Annotations[i] = ktrace.Annotation{
+				Time:  time.Unix(0, int64(ev.Timestamp())).UTC(),
+				Value: ev.Name(),
+				Tags:  attrMap(ev.Attributes()),
+			}
+		}
+	}
+	return s
+}
+
+// attrMap renders attributes as strings: arrays and maps as JSON, bytes as
+// base64 (pcommon's AsString), so that every backend stores one flat map.
+func attrMap(m pcommon.Map) map[string]string {
+	if m.Len() == 0 {
+		return nil
+	}
+	out := make(map[string]string, m.Len())
+	m.Range(func(k string, v pcommon.Value) bool {
+		out[k] = v.AsString()
+		return true
+	})
+	return out
+}
+
+func kind(k ptrace.SpanKind) ktrace.Kind {
+	switch k {
+	case ptrace.SpanKindInternal:
+		return ktrace.KindInternal
+	case ptrace.SpanKindServer:
+		return ktrace.KindServer
+	case ptrace.SpanKindClient:
+		return ktrace.KindClient
+	case ptrace.SpanKindProducer:
+		return ktrace.KindProducer
+	case ptrace.SpanKindConsumer:
+		return ktrace.KindConsumer
+	}
+	return ktrace.KindUnspecified
+}
+
+func status(c ptrace.StatusCode) ktrace.StatusCode {
+	switch c {
+	case ptrace.StatusCodeOk:
+		return ktrace.StatusOK
+	case ptrace.StatusCodeError:
+		return ktrace.StatusError
+	}
+	return ktrace.StatusUnset
+}
+
+// EncodeResponse encodes the ExportTraceServiceResponse for a decoded
+// batch: empty on full success, a partial success naming the first
+// problem when spans were rejected.
+func EncodeResponse(enc Encoding, b Batch) ([]byte, error) {
+	resp := ptraceotlp.NewExportResponse()
+	if b.Rejected > 0 {
+		ps := resp.PartialSuccess()
+		ps.SetRejectedSpans(int64(b.Rejected))
+		msg := b.RejectReason
+		if b.Rejected > 1 {
+			msg = fmt.Sprintf("%d spans rejected; first: %s", b.Rejected, msg)
+		}
+		ps.SetErrorMessage(msg)
+	}
+	if enc == JSON {
+		return resp.MarshalJSON()
+	}
+	return resp.MarshalProto()
+}
