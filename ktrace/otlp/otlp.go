@@ -223,16 +223,22 @@ func status(c ptrace.StatusCode) ktrace.StatusCode {
 // batch: empty on full success, a partial success naming the first
 // problem when spans were rejected.
 func EncodeResponse(enc Encoding, b Batch) ([]byte, error) {
-	resp := ptraceotlp.NewExportResponse()
-	if b.Rejected > 0 {
-		ps := resp.PartialSuccess()
-		ps.SetRejectedSpans(int64(b.Rejected))
-		msg := b.RejectReason
-		if b.Rejected > 1 {
-			msg = fmt.Sprintf("%d spans rejected; first: %s", b.Rejected, msg)
+	if b.Rejected == 0 {
+		// pdata always encodes partial_success, even empty; OTLP says a
+		// full success leaves it unset.
+		if enc == JSON {
+			return []byte("{}"), nil
 		}
-		ps.SetErrorMessage(msg)
+		return []byte{}, nil
 	}
+	resp := ptraceotlp.NewExportResponse()
+	ps := resp.PartialSuccess()
+	ps.SetRejectedSpans(int64(b.Rejected))
+	msg := b.RejectReason
+	if b.Rejected > 1 {
+		msg = fmt.Sprintf("%d spans rejected; first: %s", b.Rejected, msg)
+	}
+	ps.SetErrorMessage(msg)
 	if enc == JSON {
 		return resp.MarshalJSON()
 	}

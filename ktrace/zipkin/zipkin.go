@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"hash/fnv"
 	"slices"
 	"strconv"
@@ -88,6 +90,9 @@ func Decode(data []byte) ([]ktrace.Span, error) {
 // jsonProblem turns encoding/json's errors into a sentence about the
 // payload rather than about Go types.
 func jsonProblem(err error) string {
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return "JSON ends early (empty or truncated body)"
+	}
 	switch e := err.(type) {
 	case *json.SyntaxError:
 		return fmt.Sprintf("syntax error at byte %d: %v", e.Offset, e)

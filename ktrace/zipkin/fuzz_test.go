@@ -1,0 +1,35 @@
+package zipkin
+
+import (
+	"os"
+	"testing"
+)
+
+// FuzzDecode checks that no input makes Decode panic and that whatever it
+// accepts is storable, with unique (trace ID, span ID) pairs for the
+// halves it split. Seeds are in testdata/fuzz/FuzzDecode; run with
+//
+//	go test ./ktrace/zipkin -run '^$' -fuzz FuzzDecode -fuzztime 30s
+func FuzzDecode(f *testing.F) {
+	for _, name := range []string{"shared.json", "v1.json"} {
+		data, err := os.ReadFile("testdata/" + name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		spans, err := Decode(data)
+		if err != nil {
+			return
+		}
+		for _, s := range spans {
+			if s.TraceID.IsZero() || s.SpanID.IsZero() || s.Start.IsZero() || s.Duration < 0 || s.Service == "" {
+				t.Fatalf("decoded an unstorable span: %+v", s)
+			}
+			if s.SpanID == s.ParentSpanID {
+				t.Fatalf("span %s is its own parent", s.SpanID)
+			}
+		}
+	})
+}
