@@ -72,7 +72,7 @@ type Ingester struct {
 	// stopping is Run's ctx.Done(): once it is closed new requests are
 	// refused even while the committer is still busy with a write.
 	stopping <-chan struct{}
-	wake    chan struct{} // capacity 1: "the queue changed"
+	wake     chan struct{} // capacity 1: "the queue changed"
 }
 
 // ingestRequest is one Ingest call waiting for its commit.
