@@ -22,6 +22,8 @@ import (
 	"github.com/kplane/kplane/examples/ticketing"
 	"github.com/kplane/kplane/internal/etcdserver"
 	"github.com/kplane/kplane/internal/sqldb"
+	"github.com/kplane/kplane/ktrace"
+	ktracesqlite "github.com/kplane/kplane/ktrace/sqlite"
 	"github.com/kplane/kplane/registry"
 	"github.com/kplane/kplane/signalman"
 	"github.com/kplane/kplane/signalman/process"
@@ -100,6 +102,25 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer, dev bool) 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
+	// Spans have their own database: most of the bytes, their own write
+	// rate. The store is closed by cleanup, after the ingester drained.
+	spanStore, err := ktracesqlite.Open(ctx, ktracesqlite.Config{
+		Path:   filepath.Join(cfg.DataDir, "traces.db"),
+		Logger: log.With("component", "ktrace"),
+	})
+	if err != nil {
+		return fmt.Errorf("span store: %w", err)
+	}
+	cleanup = append(cleanup, func() { spanStore.Close() })
+	ingester, err := ktrace.NewIngester(ktrace.IngesterConfig{
+		Store:      spanStore,
+		Logger:     log.With("component", "ktrace"),
+		Registerer: reg,
+	})
+	if err != nil {
+		return err
+	}
+
 	watcher := registry.NewWatcher(registry.WatcherConfig{Client: cli, Logger: log.With("component", "registry")})
 
 	var driver *process.Driver
@@ -134,6 +155,8 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer, dev bool) 
 		Gatherer:      reg,
 		Version:       version,
 		SecureCookies: cfg.Auth.SecureCookies,
+		Traces:        spanStore,
+		Ingester:      ingester,
 	}
 	as.configureWeb(&webCfg)
 	webSrv, err := web.New(webCfg)
@@ -167,6 +190,10 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer, dev bool) 
 		}()
 	}
 	goRun("registry watcher", watcher.Run)
+	// The ingester stops with runCtx, after the HTTP server has finished
+	// its requests (which wait for their commits), and then writes what
+	// it had accepted.
+	goRun("span ingest", ingester.Run)
 	goRun("http", func(context.Context) error {
 		if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return err
