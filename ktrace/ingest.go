@@ -120,7 +120,8 @@ func NewIngester(cfg IngesterConfig) (*Ingester, error) {
 // Ingest queues spans for the next commit and waits for it. It returns nil
 // once they are durable; ErrOverloaded (wrapped) at once if the queue is
 // full; ErrUnavailable if the ingester is shutting down; ErrInvalid if a
-// span has a zero trace or span ID (decoders filter those out first); or
+// span has a zero trace ID, span ID or start time (decoders filter those
+// out first); or
 // the store's error. If ctx ends first Ingest returns ctx.Err(): the spans
 // may still be written, and a retry is deduplicated by the store.
 //
@@ -130,10 +131,12 @@ func (in *Ingester) Ingest(ctx context.Context, spans []Span) error {
 	if len(spans) == 0 {
 		return nil
 	}
+	// Checked here, per request, because the store refuses a whole batch
+	// for one bad span, and a batch holds other clients' spans too.
 	for i := range spans {
-		if spans[i].TraceID.IsZero() || spans[i].SpanID.IsZero() {
+		if spans[i].TraceID.IsZero() || spans[i].SpanID.IsZero() || spans[i].Start.IsZero() {
 			in.m.rejected.WithLabelValues("invalid").Add(float64(len(spans)))
-			return fmt.Errorf("%w: span %d has a zero trace or span ID", ErrInvalid, i)
+			return fmt.Errorf("%w: span %d has a zero trace ID, span ID or start time", ErrInvalid, i)
 		}
 	}
 	req := &ingestRequest{spans: spans, at: time.Now(), done: make(chan error, 1)}

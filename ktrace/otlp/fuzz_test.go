@@ -45,6 +45,9 @@ func checkStorable(t *testing.T, data []byte, enc Encoding) {
 		if s.TraceID.IsZero() || s.SpanID.IsZero() || s.Start.IsZero() || s.Duration < 0 || s.Service == "" {
 			t.Fatalf("decoded an unstorable span: %+v", s)
 		}
+		if s.SpanID == s.ParentSpanID {
+			t.Fatalf("span %s is its own parent", s.SpanID)
+		}
 	}
 	if _, err := EncodeResponse(enc, b); err != nil {
 		t.Fatalf("encode response: %v", err)

@@ -151,10 +151,15 @@ func span(sp ptrace.Span, service string, process map[string]string, scopeName, 
 			tags[tagScopeVersion] = scopeVersion
 		}
 	}
+	parent := ktrace.SpanID(sp.ParentSpanID())
+	if parent == ktrace.SpanID(sp.SpanID()) {
+		// A span cannot be its own parent: the tree would have a cycle.
+		parent = ktrace.SpanID{}
+	}
 	s := ktrace.Span{
 		TraceID:       ktrace.TraceID(sp.TraceID()),
 		SpanID:        ktrace.SpanID(sp.SpanID()),
-		ParentSpanID:  ktrace.SpanID(sp.ParentSpanID()),
+		ParentSpanID:  parent,
 		Service:       service,
 		Name:          sp.Name(),
 		Kind:          kind(sp.Kind()),

@@ -141,6 +141,11 @@ func appendSpan(out []ktrace.Span, z *span) ([]ktrace.Span, error) {
 			return out, err
 		}
 	}
+	if parent == id {
+		// A span cannot be its own parent (a cycle no tree survives);
+		// Zipkin's server drops such a parent ID too.
+		parent = ktrace.SpanID{}
+	}
 	kind, err := parseKind(z.Kind)
 	if err != nil {
 		return out, err
