@@ -36,6 +36,20 @@ type Config struct {
 	Demo  DemoConfig  `yaml:"demo"`
 
 	Autoscaler AutoscalerConfig `yaml:"autoscaler"`
+	Traces     TracesConfig     `yaml:"traces"`
+}
+
+// TracesConfig configures KTrace's span store.
+type TracesConfig struct {
+	// Retention is how long spans are kept, a Go duration. Older spans are
+	// removed (their trace IDs are remembered as expired for as long again).
+	Retention string `yaml:"retention" env:"KPLANE_TRACES_RETENTION"`
+}
+
+// retention is the parsed Retention; Validate has checked it.
+func (t TracesConfig) retention() time.Duration {
+	d, _ := time.ParseDuration(t.Retention)
+	return d
 }
 
 // AutoscalerConfig configures Scout → Headquarter → Signalman. It acts on
@@ -119,6 +133,7 @@ func DefaultConfig() Config {
 		Store:      StoreConfig{Path: "kplane.db"},
 		Demo:       DemoConfig{Inventory: 2, Checkpoint: 2},
 		Autoscaler: AutoscalerConfig{Enabled: true, Interval: "5s"},
+		Traces:     TracesConfig{Retention: "168h"},
 	}
 }
 
@@ -246,6 +261,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Demo.Enabled && (c.Demo.Inventory < 0 || c.Demo.Checkpoint < 0) {
 		return errors.New("demo instance counts must not be negative")
+	}
+	if d, err := time.ParseDuration(c.Traces.Retention); err != nil || d < time.Minute {
+		return fmt.Errorf("traces retention %q: want a duration of at least 1m, like 168h", c.Traces.Retention)
 	}
 	if a := c.Autoscaler; a.Enabled {
 		switch a.source() {

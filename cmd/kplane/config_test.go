@@ -101,6 +101,8 @@ func TestConfigValidate(t *testing.T) {
 			c.Etcd.Endpoints = []string{"127.0.0.1:2379"}
 		}, "want a URL"},
 		"short dev token": {func(c *Config) { c.Auth.DevToken = "abc" }, "shorter than 8"},
+		"bad retention":   {func(c *Config) { c.Traces.Retention = "a week" }, "traces retention"},
+		"tiny retention":  {func(c *Config) { c.Traces.Retention = "1s" }, "at least 1m"},
 		"negative demo":   {func(c *Config) { c.Demo.Inventory = -1 }, "negative"},
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -105,8 +105,9 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer, dev bool) 
 	// Spans have their own database: most of the bytes, their own write
 	// rate. The store is closed by cleanup, after the ingester drained.
 	spanStore, err := ktracesqlite.Open(ctx, ktracesqlite.Config{
-		Path:   filepath.Join(cfg.DataDir, "traces.db"),
-		Logger: log.With("component", "ktrace"),
+		Path:            filepath.Join(cfg.DataDir, "traces.db"),
+		Logger:          log.With("component", "ktrace"),
+		RememberExpired: cfg.Traces.retention(),
 	})
 	if err != nil {
 		return fmt.Errorf("span store: %w", err)
@@ -185,7 +186,10 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer, dev bool) 
 		go func() {
 			defer bg.Done()
 			if err := fn(runCtx); err != nil && runCtx.Err() == nil {
-				errc <- fmt.Errorf("%s: %w", name, err)
+				select {
+				case errc <- fmt.Errorf("%s: %w", name, err):
+				default: // the first failure already stops kplane
+				}
 			}
 		}()
 	}
@@ -194,6 +198,11 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer, dev bool) 
 	// its requests (which wait for their commits), and then writes what
 	// it had accepted.
 	goRun("span ingest", ingester.Run)
+	goRun("span retention", ktrace.NewRetainer(ktrace.RetainerConfig{
+		Store:  spanStore,
+		TTL:    cfg.Traces.retention(),
+		Logger: log.With("component", "ktrace"),
+	}).Run)
 	goRun("http", func(context.Context) error {
 		if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return err
