@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	mysqldriver "github.com/go-sql-driver/mysql"
 	"gopkg.in/yaml.v3"
 )
 
@@ -44,6 +45,13 @@ type TracesConfig struct {
 	// Retention is how long spans are kept, a Go duration. Older spans are
 	// removed (their trace IDs are remembered as expired for as long again).
 	Retention string `yaml:"retention" env:"KPLANE_TRACES_RETENTION"`
+	// Store is sqlite (traces.db in the data dir, the default) or mysql
+	// (MySQL/MariaDB, daily partitions dropped when expired).
+	Store string `yaml:"store" env:"KPLANE_TRACES_STORE"`
+	// MySQLDSN is the go-sql-driver/mysql DSN of a database that holds
+	// only the span schema, e.g. kplane:pw@tcp(db:3306)/kplane_traces.
+	// It may carry a password: kplane never logs it.
+	MySQLDSN string `yaml:"mysql_dsn" env:"KPLANE_TRACES_MYSQL_DSN"`
 }
 
 // retention is the parsed Retention; Validate has checked it.
@@ -261,6 +269,19 @@ func (c *Config) Validate() error {
 	}
 	if c.Demo.Enabled && (c.Demo.Inventory < 0 || c.Demo.Checkpoint < 0) {
 		return errors.New("demo instance counts must not be negative")
+	}
+	switch c.Traces.Store {
+	case "", "sqlite":
+	case "mysql":
+		if c.Traces.MySQLDSN == "" {
+			return errors.New("traces store mysql needs traces.mysql_dsn (or KPLANE_TRACES_MYSQL_DSN)")
+		}
+		if _, err := mysqldriver.ParseDSN(c.Traces.MySQLDSN); err != nil {
+			// The driver's message does not echo the DSN.
+			return fmt.Errorf("traces mysql_dsn: %w", err)
+		}
+	default:
+		return fmt.Errorf("traces store %q: want sqlite or mysql", c.Traces.Store)
 	}
 	if d, err := time.ParseDuration(c.Traces.Retention); err != nil || d < time.Minute {
 		return fmt.Errorf("traces retention %q: want a duration of at least 1m, like 168h", c.Traces.Retention)

@@ -100,10 +100,16 @@ func TestConfigValidate(t *testing.T) {
 			c.Etcd.Embedded = false
 			c.Etcd.Endpoints = []string{"127.0.0.1:2379"}
 		}, "want a URL"},
-		"short dev token": {func(c *Config) { c.Auth.DevToken = "abc" }, "shorter than 8"},
-		"bad retention":   {func(c *Config) { c.Traces.Retention = "a week" }, "traces retention"},
-		"tiny retention":  {func(c *Config) { c.Traces.Retention = "1s" }, "at least 1m"},
-		"negative demo":   {func(c *Config) { c.Demo.Inventory = -1 }, "negative"},
+		"short dev token":     {func(c *Config) { c.Auth.DevToken = "abc" }, "shorter than 8"},
+		"bad retention":       {func(c *Config) { c.Traces.Retention = "a week" }, "traces retention"},
+		"tiny retention":      {func(c *Config) { c.Traces.Retention = "1s" }, "at least 1m"},
+		"unknown trace store": {func(c *Config) { c.Traces.Store = "cassandra" }, "want sqlite or mysql"},
+		"mysql without dsn":   {func(c *Config) { c.Traces.Store = "mysql" }, "needs traces.mysql_dsn"},
+		"mysql bad dsn": {func(c *Config) {
+			c.Traces.Store = "mysql"
+			c.Traces.MySQLDSN = "kplane:secret@db:3306/x"
+		}, "traces mysql_dsn"},
+		"negative demo": {func(c *Config) { c.Demo.Inventory = -1 }, "negative"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			c := DevConfig()
@@ -116,5 +122,21 @@ func TestConfigValidate(t *testing.T) {
 				t.Fatalf("error = %v, want one containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// A DSN carries the database password: a validation error must not echo it.
+func TestConfigMySQLDSNErrorsHideThePassword(t *testing.T) {
+	for _, dsn := range []string{"kplane:s3cret@db:3306/x", "kplane:s3cret@tcp(db:3306/x", "kplane:s3cret@tcp(db)/x?bad=%zz"} {
+		c := DefaultConfig()
+		c.Traces.Store = "mysql"
+		c.Traces.MySQLDSN = dsn
+		err := c.Validate()
+		if err == nil {
+			t.Fatalf("DSN %q accepted", dsn)
+		}
+		if strings.Contains(err.Error(), "s3cret") {
+			t.Fatalf("error %q shows the password", err)
+		}
 	}
 }

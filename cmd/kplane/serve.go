@@ -23,6 +23,7 @@ import (
 	"github.com/kplane/kplane/internal/etcdserver"
 	"github.com/kplane/kplane/internal/sqldb"
 	"github.com/kplane/kplane/ktrace"
+	ktracemysql "github.com/kplane/kplane/ktrace/mysql"
 	ktracesqlite "github.com/kplane/kplane/ktrace/sqlite"
 	"github.com/kplane/kplane/registry"
 	"github.com/kplane/kplane/signalman"
@@ -102,15 +103,9 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer, dev bool) 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	// Spans have their own database: most of the bytes, their own write
-	// rate. The store is closed by cleanup, after the ingester drained.
-	spanStore, err := ktracesqlite.Open(ctx, ktracesqlite.Config{
-		Path:            filepath.Join(cfg.DataDir, "traces.db"),
-		Logger:          log.With("component", "ktrace"),
-		RememberExpired: cfg.Traces.retention(),
-	})
+	spanStore, err := openSpanStore(ctx, cfg, log.With("component", "ktrace"))
 	if err != nil {
-		return fmt.Errorf("span store: %w", err)
+		return err
 	}
 	cleanup = append(cleanup, func() { spanStore.Close() })
 	ingester, err := ktrace.NewIngester(ktrace.IngesterConfig{
@@ -375,4 +370,32 @@ func unwrapSyscall(err error) error {
 		return se.Err
 	}
 	return err
+}
+
+// openSpanStore opens the configured span store. Spans have their own
+// database: they are most of the bytes and have their own write rate.
+func openSpanStore(ctx context.Context, cfg Config, log *slog.Logger) (ktrace.Store, error) {
+	switch cfg.Traces.Store {
+	case "mysql":
+		st, err := ktracemysql.Open(ctx, ktracemysql.Config{
+			DSN:             cfg.Traces.MySQLDSN,
+			Logger:          log,
+			RememberExpired: cfg.Traces.retention(),
+		})
+		if err != nil {
+			// The DSN may hold a password: name the store, not the DSN.
+			return nil, fmt.Errorf("span store (mysql): %w", err)
+		}
+		return st, nil
+	default:
+		st, err := ktracesqlite.Open(ctx, ktracesqlite.Config{
+			Path:            filepath.Join(cfg.DataDir, "traces.db"),
+			Logger:          log,
+			RememberExpired: cfg.Traces.retention(),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("span store: %w", err)
+		}
+		return st, nil
+	}
 }
