@@ -313,8 +313,8 @@ func stamp(body []byte, format string, offsets []int, counter uint64) {
 	}
 }
 
-// countSpans reads the row count straight from the span database: the
-// store's API has no count, and this is the ground truth anyway.
+// countSpans reads the span count straight from the span database (the
+// store's API has no count): the sum of the chunks' span counts.
 func countSpans(ctx context.Context, path string) (int64, error) {
 	db, err := sqldb.Open(ctx, path, nil)
 	if err != nil {
@@ -322,7 +322,7 @@ func countSpans(ctx context.Context, path string) (int64, error) {
 	}
 	defer db.Close()
 	var n int64
-	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM spans`).Scan(&n); err != nil {
+	if err := db.QueryRowContext(ctx, `SELECT IFNULL(SUM(n), 0) FROM chunks`).Scan(&n); err != nil {
 		return 0, errors.Join(errors.New("count stored spans"), err)
 	}
 	return n, nil

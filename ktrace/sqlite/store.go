@@ -8,7 +8,8 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"strings"
+	"net/url"
+	"os"
 	"time"
 
 	"github.com/kplane/kplane/internal/sqldb"
@@ -42,7 +43,16 @@ type Config struct {
 	// order, so inserts touch random pages of the primary key; a larger
 	// cache keeps them in memory. 0 means 64.
 	CacheMiB int
+	// PageSize is the page size of a new file, in bytes (a power of two
+	// from 512 to 65536); an existing file keeps its own. 0 means
+	// DefaultPageSize.
+	PageSize int
 }
+
+// DefaultPageSize is the page size of a new span database: chunks are a few
+// KiB, and larger pages pack them with less waste and write the WAL in
+// fewer, larger frames.
+const DefaultPageSize = 16384
 
 // Store is the SQLite span store.
 type Store struct {
@@ -50,6 +60,9 @@ type Store struct {
 	log             *slog.Logger
 	now             func() time.Time
 	rememberExpired time.Duration
+	// writer is used only by the transaction holding the one writer
+	// connection.
+	writer writerState
 }
 
 var _ ktrace.Store = (*Store)(nil)
@@ -75,6 +88,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.CacheMiB <= 0 {
 		cfg.CacheMiB = 64
 	}
+	if cfg.PageSize <= 0 {
+		cfg.PageSize = DefaultPageSize
+	}
+	if err := create(ctx, cfg.Path, cfg.PageSize); err != nil {
+		return nil, fmt.Errorf("open span store: %w", err)
+	}
 	w, err := sqldb.Open(ctx, cfg.Path, cfg.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("open span store: %w", err)
@@ -90,9 +109,16 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	// The pool holds exactly one writer connection that is never closed,
 	// so a per-connection pragma set here stays in force.
-	if _, err := w.ExecContext(ctx, fmt.Sprintf(`PRAGMA cache_size = -%d`, cfg.CacheMiB*1024)); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("open span store: %w", err)
+	// temp_store: multi-row INSERTs keep a statement journal, which
+	// would otherwise be a temporary file written page by page.
+	for _, pragma := range []string{
+		fmt.Sprintf(`PRAGMA cache_size = -%d`, cfg.CacheMiB*1024),
+		`PRAGMA temp_store = MEMORY`,
+	} {
+		if _, err := w.ExecContext(ctx, pragma); err != nil {
+			w.Close()
+			return nil, fmt.Errorf("open span store: %w", err)
+		}
 	}
 	r, err := sqldb.Open(ctx, cfg.Path, cfg.Logger)
 	if err != nil {
@@ -103,8 +129,44 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	// take the write lock); each query reads the latest commit.
 	r.SetMaxOpenConns(cfg.Readers)
 	r.SetMaxIdleConns(cfg.Readers)
+	st := &Store{w: w, r: r, log: cfg.Logger, now: cfg.Now, rememberExpired: cfg.RememberExpired}
+	if st.writer.chunks, err = newRowInserter(ctx, w, `INSERT OR ROLLBACK INTO chunks (id, trace_id, first, last, n, data) VALUES `, 6, chunksPerInsert); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("open span store: %w", err)
+	}
+	if st.writer.search, err = newRowInserter(ctx, w, `INSERT OR ROLLBACK INTO search (service, name, last, chunk, first, chunks) VALUES `, 6, searchPerInsert); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("open span store: %w", err)
+	}
 	cfg.Logger.Info("span store opened", "path", cfg.Path)
-	return &Store{w: w, r: r, log: cfg.Logger, now: cfg.Now, rememberExpired: cfg.RememberExpired}, nil
+	return st, nil
+}
+
+// Rows per multi-row INSERT statement.
+const (
+	chunksPerInsert = 50
+	searchPerInsert = 50
+)
+
+// create makes an empty database file with the given page size if there is
+// no file at path. The page size can only be chosen before the first
+// table, and sqldb.Open's WAL pragma would fix it at the default.
+func create(ctx context.Context, path string, pageSize int) error {
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		return err // nil: the file exists
+	}
+	db, err := sql.Open("sqlite", "file:"+(&url.URL{Path: path}).EscapedPath())
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	if _, err := db.ExecContext(ctx, fmt.Sprintf(`PRAGMA page_size = %d`, pageSize)); err != nil {
+		return err
+	}
+	// Switching to WAL writes the header, with the page size.
+	_, err = db.ExecContext(ctx, `PRAGMA journal_mode = WAL`)
+	return err
 }
 
 // Close closes both connection pools.
@@ -119,9 +181,7 @@ func fail(ctx context.Context, op string, err error) error {
 	return fmt.Errorf("span store: %s: %w: %w", op, ktrace.ErrUnavailable, err)
 }
 
-const spanColumns = `span_id, parent_id, service, name, start, duration, error, details`
-
-// Trace reads the trace's key range of the primary key.
+// Trace reads the trace's chunks through chunks_trace.
 func (s *Store) Trace(ctx context.Context, id ktrace.TraceID) (ktrace.Trace, error) {
 	spans, err := s.readTrace(ctx, id)
 	if err != nil {
@@ -144,126 +204,26 @@ func (s *Store) Trace(ctx context.Context, id ktrace.TraceID) (ktrace.Trace, err
 }
 
 func (s *Store) readTrace(ctx context.Context, id ktrace.TraceID) ([]ktrace.Span, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+spanColumns+` FROM spans WHERE trace_id = ?`, id[:])
+	rows, err := s.r.QueryContext(ctx, `SELECT data FROM chunks WHERE trace_id = ?`, id[:])
 	if err != nil {
 		return nil, fail(ctx, "lookup", err)
 	}
 	defer rows.Close()
 	var spans []ktrace.Span
 	for rows.Next() {
-		sp := ktrace.Span{TraceID: id}
-		if err := scanSpan(rows, &sp); err != nil {
+		var data sql.RawBytes
+		if err := rows.Scan(&data); err != nil {
 			return nil, fail(ctx, "lookup", err)
 		}
-		spans = append(spans, sp)
+		if spans, err = decodeChunk(spans, id, data, true); err != nil {
+			return nil, fail(ctx, "lookup", fmt.Errorf("trace %s: %w", id, err))
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fail(ctx, "lookup", err)
 	}
 	inmem.SortSpans(spans)
 	return spans, nil
-}
-
-func scanSpan(rows *sql.Rows, sp *ktrace.Span) error {
-	var spanID, parentID, details []byte
-	var start, dur int64
-	var isErr bool
-	if err := rows.Scan(&spanID, &parentID, &sp.Service, &sp.Name, &start, &dur, &isErr, &details); err != nil {
-		return err
-	}
-	copy(sp.SpanID[:], spanID)
-	copy(sp.ParentSpanID[:], parentID)
-	sp.Start, sp.Duration = time.Unix(0, start).UTC(), time.Duration(dur)
-	if err := DecodeDetails(details, sp); err != nil {
-		return fmt.Errorf("span %s: %w", sp.SpanID, err)
-	}
-	return nil
-}
-
-// FindTraces walks the best index newest first, filters each candidate
-// span with inmem.Matches, and stops at Limit distinct traces.
-func (s *Store) FindTraces(ctx context.Context, q ktrace.Query) ([]ktrace.TraceSummary, error) {
-	q, err := inmem.Normalize(q, s.now())
-	if err != nil {
-		return nil, err
-	}
-	var where []string
-	var args []any
-	if q.Service != "" {
-		where, args = append(where, "service = ?"), append(args, q.Service)
-	}
-	if q.Operation != "" {
-		where, args = append(where, "name = ?"), append(args, q.Operation)
-	}
-	where, args = append(where, "start BETWEEN ? AND ?"), append(args, q.Start.UnixNano(), q.End.UnixNano())
-	if q.MinDuration > 0 {
-		where, args = append(where, "duration >= ?"), append(args, int64(q.MinDuration))
-	}
-	if q.MaxDuration > 0 {
-		where, args = append(where, "duration <= ?"), append(args, int64(q.MaxDuration))
-	}
-	query := `SELECT trace_id, details FROM spans WHERE ` + strings.Join(where, " AND ") + ` ORDER BY start DESC`
-	ids, err := s.candidates(ctx, query, args, q)
-	if err != nil {
-		return nil, err
-	}
-	res := make([]ktrace.TraceSummary, 0, len(ids))
-	for _, id := range ids {
-		spans, err := s.readTrace(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		if len(spans) > 0 { // expired between the two reads
-			res = append(res, inmem.Summarize(id, spans))
-		}
-	}
-	inmem.SortNewestFirst(res)
-	return res, nil
-}
-
-func (s *Store) candidates(ctx context.Context, query string, args []any, q ktrace.Query) ([]ktrace.TraceID, error) {
-	rows, err := s.r.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, fail(ctx, "search", err)
-	}
-	defer rows.Close()
-	var ids []ktrace.TraceID
-	seen := map[ktrace.TraceID]bool{}
-	for rows.Next() && len(ids) < q.Limit {
-		var tid, details []byte
-		if err := rows.Scan(&tid, &details); err != nil {
-			return nil, fail(ctx, "search", err)
-		}
-		var id ktrace.TraceID
-		copy(id[:], tid)
-		if seen[id] {
-			continue
-		}
-		if len(q.Tags) > 0 {
-			var sp ktrace.Span
-			if err := DecodeDetails(details, &sp); err != nil {
-				return nil, fail(ctx, "search", err)
-			}
-			if !matchTags(q.Tags, sp.Tags) {
-				continue
-			}
-		}
-		seen[id] = true
-		ids = append(ids, id)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fail(ctx, "search", err)
-	}
-	return ids, nil
-}
-
-func matchTags(want, got map[string]string) bool {
-	for k, v := range want {
-		if g, ok := got[k]; !ok || g != v {
-			return false
-		}
-	}
-	return true
 }
 
 // Services lists the services with stored spans.

@@ -4,18 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"strings"
-	"time"
 
 	"github.com/kplane/kplane/ktrace"
 	"github.com/kplane/kplane/ktrace/inmem"
 )
-
-// pending is a span of the batch, encoded before the write lock is taken.
-type pending struct {
-	span    *ktrace.Span
-	details []byte
-}
 
 type opKey struct{ service, name string }
 
@@ -26,16 +20,22 @@ type depKey struct {
 
 type depCount struct{ calls, errors int64 }
 
-// WriteSpans stores a batch in one transaction: the spans not stored yet,
-// the operations they name and the dependency edges they close. Either all
-// of it commits or none of it does.
+// batchTrace is the spans of one trace in a batch, repeats removed.
+type batchTrace struct {
+	id    ktrace.TraceID
+	spans []*ktrace.Span
+}
+
+// WriteSpans stores a batch in one transaction: per trace, one chunk of the
+// spans not stored yet, its search rows, the operations the spans name and
+// the dependency edges they close. Either all of it commits or none of it
+// does.
 //
-// For each trace of the batch it first reads what is already stored of
-// that trace (one primary-key range read), which both drops retried spans
-// and finds the parent or children that an edge needs when the spans of a
-// trace arrive in different batches. The single writer connection
-// serialises batches, so two batches cannot both miss the other's half of
-// an edge.
+// It first reads the chunks already stored of the batch's traces (a few
+// queries for the whole batch), which both drops retried spans and finds
+// the parent or children that an edge needs when the spans of a trace
+// arrive in different batches. The single writer connection serialises
+// batches, so two batches cannot both miss the other's half of an edge.
 func (s *Store) WriteSpans(ctx context.Context, spans []ktrace.Span) error {
 	if err := inmem.Validate(spans); err != nil {
 		return err
@@ -43,89 +43,21 @@ func (s *Store) WriteSpans(ctx context.Context, spans []ktrace.Span) error {
 	if len(spans) == 0 {
 		return nil
 	}
-	type spanKey struct {
-		t ktrace.TraceID
-		s ktrace.SpanID
-	}
-	byTrace := map[ktrace.TraceID][]pending{}
-	var order []ktrace.TraceID
-	seen := make(map[spanKey]bool, len(spans))
-	buf := make([]byte, 0, 256*len(spans))
-	for i := range spans {
-		sp := &spans[i]
-		k := spanKey{sp.TraceID, sp.SpanID}
-		if seen[k] {
-			continue
-		}
-		seen[k] = true
-		n := len(buf)
-		buf = AppendDetails(buf, sp)
-		if _, ok := byTrace[sp.TraceID]; !ok {
-			order = append(order, sp.TraceID)
-		}
-		byTrace[sp.TraceID] = append(byTrace[sp.TraceID], pending{sp, buf[n:len(buf):len(buf)]})
-	}
-
+	traces := groupByTrace(spans)
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		stored, err := storedNodes(ctx, tx, order)
+		ids := make([]ktrace.TraceID, len(traces))
+		for i, t := range traces {
+			ids[i] = t.id
+		}
+		stored, err := storedNodes(ctx, tx, ids)
 		if err != nil {
 			return err
 		}
-		ins := inserter{tx: tx}
-		ops := map[opKey]int64{}
-		deps := map[depKey]*depCount{}
-		for _, tid := range order {
-			have := make(map[ktrace.SpanID]bool, len(stored[tid]))
-			for _, n := range stored[tid] {
-				have[n.SpanID] = true
-			}
-			var added []inmem.Node
-			for _, p := range byTrace[tid] {
-				sp := p.span
-				if have[sp.SpanID] {
-					continue
-				}
-				start := sp.Start.UnixNano()
-				if err := ins.add(ctx, tid[:], sp.SpanID[:], sp.ParentSpanID[:], sp.Service, sp.Name,
-					start, int64(sp.Duration), sp.Error(), p.details); err != nil {
-					return err
-				}
-				added = append(added, inmem.Node{SpanID: sp.SpanID, Parent: sp.ParentSpanID, Service: sp.Service, Error: sp.Error(), Start: sp.Start})
-				if k := (opKey{sp.Service, sp.Name}); start > ops[k] {
-					ops[k] = start
-				}
-			}
-			for _, e := range inmem.NewEdges(stored[tid], added) {
-				k := depKey{e.Hour.Unix(), e.Parent, e.Child}
-				c := deps[k]
-				if c == nil {
-					c = &depCount{}
-					deps[k] = c
-				}
-				c.calls++
-				if e.Error {
-					c.errors++
-				}
-			}
-		}
-		if err := ins.flush(ctx); err != nil {
+		var next int64
+		if err := tx.QueryRowContext(ctx, `SELECT IFNULL(MAX(id), 0) FROM chunks`).Scan(&next); err != nil {
 			return err
 		}
-		for k, last := range ops {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO operations (service, name, last_seen) VALUES (?, ?, ?)
-				ON CONFLICT (service, name) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen)`,
-				k.service, k.name, last); err != nil {
-				return err
-			}
-		}
-		for k, c := range deps {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO dependencies (hour, parent, child, calls, errors) VALUES (?, ?, ?, ?, ?)
-				ON CONFLICT (hour, parent, child) DO UPDATE SET calls = calls + excluded.calls, errors = errors + excluded.errors`,
-				k.hour, k.parent, k.child, c.calls, c.errors); err != nil {
-				return err
-			}
-		}
-		return nil
+		return s.writeChunks(ctx, tx, traces, stored, next+1)
 	})
 	if err != nil {
 		return fail(ctx, "write spans", err)
@@ -133,13 +65,167 @@ func (s *Store) WriteSpans(ctx context.Context, spans []ktrace.Span) error {
 	return nil
 }
 
-// keysPerQuery bounds the parameters of one statement: SQLite allows
-// 32766, and statements of this size already amortise the per-statement
-// cost, which dominates with one row per statement.
-const keysPerQuery = 200
+// groupByTrace groups spans by trace in order of first appearance,
+// dropping repeated (TraceID, SpanID) pairs.
+func groupByTrace(spans []ktrace.Span) []*batchTrace {
+	byID := make(map[ktrace.TraceID]*batchTrace, len(spans)/8+1)
+	var out []*batchTrace
+	for i := range spans {
+		sp := &spans[i]
+		t := byID[sp.TraceID]
+		if t == nil {
+			t = &batchTrace{id: sp.TraceID}
+			byID[sp.TraceID] = t
+			out = append(out, t)
+		}
+		t.spans = append(t.spans, sp)
+	}
+	for _, t := range out {
+		t.spans = dropRepeats(t.spans)
+	}
+	return out
+}
+
+// smallSet is the size below which a linear scan beats a map.
+const smallSet = 16
+
+// dropRepeats keeps the first span of each span ID.
+func dropRepeats(spans []*ktrace.Span) []*ktrace.Span {
+	if len(spans) <= smallSet {
+		out := spans[:0]
+	next:
+		for _, sp := range spans {
+			for _, o := range out {
+				if o.SpanID == sp.SpanID {
+					continue next
+				}
+			}
+			out = append(out, sp)
+		}
+		return out
+	}
+	seen := make(map[ktrace.SpanID]struct{}, len(spans))
+	out := spans[:0]
+	for _, sp := range spans {
+		if _, ok := seen[sp.SpanID]; !ok {
+			seen[sp.SpanID] = struct{}{}
+			out = append(out, sp)
+		}
+	}
+	return out
+}
+
+// writeChunks inserts the new spans of each trace as one chunk with id
+// next, next+1 ...
+func (s *Store) writeChunks(ctx context.Context, tx *sql.Tx, traces []*batchTrace, stored map[ktrace.TraceID][]inmem.Node, next int64) error {
+	w := &s.writer
+	chunks := w.chunks.start(ctx, tx)
+	w.index.reset()
+	ops := map[opKey]int64{}
+	deps := map[depKey]*depCount{}
+	buf := w.buf[:0]
+	var fresh []*ktrace.Span
+	var added []inmem.Node
+	for _, t := range traces {
+		have := stored[t.id]
+		fresh = appendFresh(fresh[:0], t.spans, have)
+		if len(fresh) == 0 {
+			continue
+		}
+		first, last := fresh[0].Start.UnixNano(), fresh[0].Start.UnixNano()
+		added = added[:0]
+		for _, sp := range fresh {
+			start := sp.Start.UnixNano()
+			first, last = min(first, start), max(last, start)
+			added = append(added, inmem.Node{SpanID: sp.SpanID, Parent: sp.ParentSpanID, Service: sp.Service, Error: sp.Error(), Start: sp.Start})
+			if k := (opKey{sp.Service, sp.Name}); start > ops[k] {
+				ops[k] = start
+			}
+		}
+		n := len(buf)
+		buf = w.enc.encode(buf, fresh, first)
+		id := next
+		next++
+		if err := chunks.add(id, t.id[:], first, last, len(fresh), buf[n:len(buf):len(buf)]); err != nil {
+			return err
+		}
+		w.index.addChunk(id, fresh)
+		for _, e := range inmem.NewEdges(have, added) {
+			k := depKey{e.Hour.Unix(), e.Parent, e.Child}
+			c := deps[k]
+			if c == nil {
+				c = &depCount{}
+				deps[k] = c
+			}
+			c.calls++
+			if e.Error {
+				c.errors++
+			}
+		}
+	}
+	if err := chunks.flush(); err != nil {
+		return err
+	}
+	search := w.search.start(ctx, tx)
+	buf, err := w.index.write(search, buf[:0])
+	if err != nil {
+		return err
+	}
+	if err := search.flush(); err != nil {
+		return err
+	}
+	// Keep a moderate buffer for the next batch, not the largest ever.
+	if cap(buf) <= 8<<20 {
+		w.buf = buf[:0]
+	}
+	for k, last := range ops {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO operations (service, name, last_seen) VALUES (?, ?, ?)
+			ON CONFLICT (service, name) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen)`,
+			k.service, k.name, last); err != nil {
+			return err
+		}
+	}
+	for k, c := range deps {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO dependencies (hour, parent, child, calls, errors) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (hour, parent, child) DO UPDATE SET calls = calls + excluded.calls, errors = errors + excluded.errors`,
+			k.hour, k.parent, k.child, c.calls, c.errors); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// appendFresh appends the spans whose IDs are not among the stored nodes.
+func appendFresh(out, spans []*ktrace.Span, stored []inmem.Node) []*ktrace.Span {
+	if len(stored) == 0 {
+		return append(out, spans...)
+	}
+	if len(stored) <= smallSet {
+	next:
+		for _, sp := range spans {
+			for i := range stored {
+				if stored[i].SpanID == sp.SpanID {
+					continue next
+				}
+			}
+			out = append(out, sp)
+		}
+		return out
+	}
+	have := make(map[ktrace.SpanID]struct{}, len(stored))
+	for i := range stored {
+		have[stored[i].SpanID] = struct{}{}
+	}
+	for _, sp := range spans {
+		if _, ok := have[sp.SpanID]; !ok {
+			out = append(out, sp)
+		}
+	}
+	return out
+}
 
 // storedNodes reads what is stored of the given traces, a few hundred
-// primary-key ranges per query.
+// traces per query.
 func storedNodes(ctx context.Context, tx *sql.Tx, ids []ktrace.TraceID) (map[ktrace.TraceID][]inmem.Node, error) {
 	out := map[ktrace.TraceID][]inmem.Node{}
 	for len(ids) > 0 {
@@ -149,25 +235,23 @@ func storedNodes(ctx context.Context, tx *sql.Tx, ids []ktrace.TraceID) (map[ktr
 		for i := range chunk {
 			args[i] = chunk[i][:]
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT trace_id, span_id, parent_id, service, error, start FROM spans
-			WHERE trace_id IN (`+strings.TrimSuffix(strings.Repeat("?,", len(chunk)), ",")+`)`, args...)
+		rows, err := tx.QueryContext(ctx, `SELECT trace_id, data FROM chunks
+			WHERE trace_id IN (`+placeholders(len(chunk))+`)`, args...)
 		if err != nil {
 			return nil, err
 		}
 		for rows.Next() {
-			var n inmem.Node
-			var tid, spanID, parentID []byte
-			var start int64
-			if err := rows.Scan(&tid, &spanID, &parentID, &n.Service, &n.Error, &start); err != nil {
+			var tid, data []byte
+			if err := rows.Scan(&tid, &data); err != nil {
 				rows.Close()
 				return nil, err
 			}
 			var id ktrace.TraceID
 			copy(id[:], tid)
-			copy(n.SpanID[:], spanID)
-			copy(n.Parent[:], parentID)
-			n.Start = time.Unix(0, start).UTC()
-			out[id] = append(out[id], n)
+			if out[id], err = decodeNodes(out[id], data); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("trace %s: %w", id, err)
+			}
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
@@ -177,48 +261,86 @@ func storedNodes(ctx context.Context, tx *sql.Tx, ids []ktrace.TraceID) (map[ktr
 	return out, nil
 }
 
-// rowsPerInsert spans go in one INSERT statement (9 parameters each).
-const rowsPerInsert = 100
+// keysPerQuery bounds the parameters of one lookup statement: SQLite
+// allows 32766, and statements of this size amortise the per-statement
+// cost.
+const keysPerQuery = 200
 
-// inserter batches span rows into multi-row INSERT OR IGNORE statements.
-type inserter struct {
-	tx   *sql.Tx
-	args []any
-	full *sql.Stmt // prepared once per batch for rowsPerInsert rows
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
 }
 
-func (in *inserter) add(ctx context.Context, row ...any) error {
+// writerState is what the writer connection's transactions reuse from one
+// batch to the next; only the transaction holding the writer connection
+// touches it.
+type writerState struct {
+	enc    chunkEncoder
+	index  searchIndex
+	buf    []byte
+	chunks rowInserter
+	search rowInserter
+}
+
+// rowInserter batches rows into multi-row INSERT statements: one statement
+// per row costs more in statement overhead than the row itself.
+type rowInserter struct {
+	prefix  string // INSERT INTO t (cols) VALUES
+	cols    int
+	perStmt int
+	full    *sql.Stmt // prepared on the writer for perStmt rows
+
+	ctx  context.Context
+	tx   *sql.Tx
+	stmt *sql.Stmt // full, in tx
+	args []any
+}
+
+func newRowInserter(ctx context.Context, db *sql.DB, prefix string, cols, perStmt int) (rowInserter, error) {
+	in := rowInserter{prefix: prefix, cols: cols, perStmt: perStmt}
+	st, err := db.PrepareContext(ctx, in.sql(perStmt))
+	if err != nil {
+		return in, err
+	}
+	in.full = st
+	return in, nil
+}
+
+func (in *rowInserter) sql(rows int) string {
+	row := "(" + placeholders(in.cols) + "),"
+	return in.prefix + strings.TrimSuffix(strings.Repeat(row, rows), ",")
+}
+
+func (in *rowInserter) start(ctx context.Context, tx *sql.Tx) *rowInserter {
+	in.ctx, in.tx, in.stmt, in.args = ctx, tx, nil, in.args[:0]
+	return in
+}
+
+func (in *rowInserter) add(row ...any) error {
 	in.args = append(in.args, row...)
-	if len(in.args) < 9*rowsPerInsert {
+	if len(in.args) < in.cols*in.perStmt {
 		return nil
 	}
-	if in.full == nil {
-		st, err := in.tx.PrepareContext(ctx, insertSQL(rowsPerInsert))
-		if err != nil {
-			return err
-		}
-		in.full = st
+	if in.stmt == nil {
+		// Closed with the transaction.
+		in.stmt = in.tx.StmtContext(in.ctx, in.full)
 	}
-	_, err := in.full.ExecContext(ctx, in.args...)
+	_, err := in.stmt.ExecContext(in.ctx, in.args...)
+	clear(in.args)
 	in.args = in.args[:0]
 	return err
 }
 
-func (in *inserter) flush(ctx context.Context) error {
-	if in.full != nil {
-		defer in.full.Close()
-	}
+func (in *rowInserter) flush() error {
+	defer func() {
+		clear(in.args)
+		in.args = in.args[:0]
+		in.ctx, in.tx, in.stmt = nil, nil, nil
+	}()
 	if len(in.args) == 0 {
 		return nil
 	}
-	_, err := in.tx.ExecContext(ctx, insertSQL(len(in.args)/9), in.args...)
-	in.args = in.args[:0]
+	_, err := in.tx.ExecContext(in.ctx, in.sql(len(in.args)/in.cols), in.args...)
 	return err
-}
-
-func insertSQL(rows int) string {
-	return `INSERT OR IGNORE INTO spans (trace_id, span_id, parent_id, service, name, start, duration, error, details) VALUES ` +
-		strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?, ?),", rows), ",")
 }
 
 func (s *Store) inTx(ctx context.Context, fn func(*sql.Tx) error) (err error) {
@@ -237,103 +359,4 @@ func (s *Store) inTx(ctx context.Context, fn func(*sql.Tx) error) (err error) {
 		return err
 	}
 	return tx.Commit()
-}
-
-// expireChunk bounds how many spans one Expire transaction deletes, so that
-// ingest waits for the write lock for milliseconds, not for the whole
-// sweep.
-const expireChunk = 5000
-
-// Expire deletes spans that started before cutoff in chunks, remembering
-// their trace IDs in expired_traces, then drops the operations and
-// dependency hours that ended before cutoff and forgets expired trace IDs
-// older than RememberExpired.
-//
-// The expired_traces rule and its bound: a trace ID is remembered from the
-// Expire that removed (any of) its spans until RememberExpired later, about
-// 40 bytes per trace. With traces of ~15 spans of ~300 bytes, remembering
-// IDs for as long as spans are retained costs under 1% of the span data.
-func (s *Store) Expire(ctx context.Context, cutoff time.Time) (int64, error) {
-	now := s.now()
-	var total int64
-	for {
-		n, err := s.expireChunk(ctx, cutoff.UnixNano(), now.Unix())
-		total += n
-		if err != nil {
-			return total, fail(ctx, "expire", err)
-		}
-		if n < expireChunk {
-			break
-		}
-	}
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM operations WHERE last_seen < ?`, cutoff.UnixNano()); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM dependencies WHERE hour <= ?`,
-			cutoff.Unix()-int64(inmem.DependencyBucket/time.Second)); err != nil {
-			return err
-		}
-		_, err := tx.ExecContext(ctx, `DELETE FROM expired_traces WHERE expired_at < ?`, now.Add(-s.rememberExpired).Unix())
-		return err
-	})
-	if err != nil {
-		return total, fail(ctx, "expire", err)
-	}
-	if total > 0 {
-		s.log.Info("spans expired", "spans", total, "cutoff", cutoff)
-	}
-	return total, nil
-}
-
-func (s *Store) expireChunk(ctx context.Context, cutoff, now int64) (int64, error) {
-	var n int64
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT trace_id, span_id FROM spans WHERE start < ? LIMIT ?`, cutoff, expireChunk)
-		if err != nil {
-			return err
-		}
-		var keys [][2][]byte
-		for rows.Next() {
-			var k [2][]byte
-			if err := rows.Scan(&k[0], &k[1]); err != nil {
-				rows.Close()
-				return err
-			}
-			keys = append(keys, k)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		del, err := tx.PrepareContext(ctx, `DELETE FROM spans WHERE trace_id = ? AND span_id = ?`)
-		if err != nil {
-			return err
-		}
-		defer del.Close()
-		remember, err := tx.PrepareContext(ctx, `INSERT INTO expired_traces (trace_id, expired_at) VALUES (?, ?)
-			ON CONFLICT (trace_id) DO UPDATE SET expired_at = excluded.expired_at`)
-		if err != nil {
-			return err
-		}
-		defer remember.Close()
-		done := map[string]bool{}
-		for _, k := range keys {
-			if _, err := del.ExecContext(ctx, k[0], k[1]); err != nil {
-				return err
-			}
-			if !done[string(k[0])] {
-				done[string(k[0])] = true
-				if _, err := remember.ExecContext(ctx, k[0], now); err != nil {
-					return err
-				}
-			}
-		}
-		n = int64(len(keys))
-		return nil
-	})
-	if err != nil {
-		return 0, err
-	}
-	return n, nil
 }
