@@ -11,6 +11,8 @@ var (
 	// ErrInvalid means the request itself is wrong (a negative count, an
 	// empty service name).
 	ErrInvalid = errors.New("invalid request")
+	// ErrUnknownInstance means the target has no instance with that ID.
+	ErrUnknownInstance = errors.New("unknown instance")
 	// ErrNotConfirmed means instances were started but did not register in
 	// time; they have been stopped again.
 	ErrNotConfirmed = errors.New("instances not confirmed by the registry")

@@ -71,3 +71,25 @@ type Orchestrator interface {
 	// ordered by instance number.
 	Instances(ctx context.Context, target Target) ([]Instance, error)
 }
+
+// InstanceDriver is what rolling deploys and environments need from a
+// driver beyond Scale: instances of a given version, started and stopped
+// one at a time, and a whole environment torn down at once. The process
+// and docker drivers implement it; drivers of schedulers that roll out
+// themselves (swarm, marathon) may not.
+//
+// The same concurrency, cancellation and ownership rules as Orchestrator
+// apply. A Start that fails leaves nothing running.
+type InstanceDriver interface {
+	Orchestrator
+	// Start starts one instance of target at version and returns once it
+	// is registered (confirmed through the registry). Later Scale calls
+	// on target start the version of the most recent Start.
+	Start(ctx context.Context, target Target, version string) (Instance, error)
+	// Stop drains one instance (deregister, let in-flight requests
+	// finish) and stops it. ErrUnknownInstance if target has no such
+	// instance.
+	Stop(ctx context.Context, target Target, id string) error
+	// DestroyEnv stops every instance of every service in env.
+	DestroyEnv(ctx context.Context, env string) error
+}
