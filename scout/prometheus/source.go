@@ -2,7 +2,6 @@ package prometheus
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -156,7 +155,7 @@ func (s *Source) Collect(ctx context.Context, services []registry.Service, now t
 		}
 	}
 	if failed == len(s.metrics) {
-		return nil, errors.Join(errs...)
+		return nil, queryErrors(errs)
 	}
 	out := make(map[string]map[scout.Metric]scout.Sample, len(services))
 	for _, svc := range services {
@@ -164,7 +163,7 @@ func (s *Source) Collect(ctx context.Context, services []registry.Service, now t
 		for i, m := range s.metrics {
 			switch sample, ok := results[i][svc.Name]; {
 			case errs[i] != nil:
-				ms[m] = scout.Missingf(now, "%v", errs[i])
+				ms[m] = scout.Missingf(now, "prometheus: %v", errs[i])
 			case !ok:
 				ms[m] = scout.Missingf(now, "prometheus: no series for %s in the %s query (not scraped yet, or no instance up)", svc.Name, m)
 			default:
@@ -180,11 +179,11 @@ func (s *Source) Collect(ctx context.Context, services []registry.Service, now t
 func (s *Source) query(ctx context.Context, m scout.Metric, now time.Time) (map[string]scout.Sample, error) {
 	v, _, _, err := s.api.Query(ctx, s.queries[m], now)
 	if err != nil {
-		return nil, fmt.Errorf("prometheus: %s query: %w", m, err)
+		return nil, fmt.Errorf("%s query: %w", m, err)
 	}
 	vec, ok := v.(model.Vector)
 	if !ok {
-		return nil, fmt.Errorf("prometheus: %s query returned %s: %w", m, v.Type(), ErrUnexpectedResult)
+		return nil, fmt.Errorf("%s query returned %s: %w", m, v.Type(), ErrUnexpectedResult)
 	}
 	out := make(map[string]scout.Sample, len(vec))
 	for _, smp := range vec {
@@ -201,3 +200,19 @@ func (s *Source) query(ctx context.Context, m scout.Metric, now time.Time) (map[
 	}
 	return out, nil
 }
+
+// queryErrors is the error of a tick in which every query failed. It reads
+// on one line, unlike errors.Join: scout prefixes it with the source's name
+// and it becomes each missing metric's reason, shown in a row of `kplane
+// decisions` and of the console's decision log.
+type queryErrors []error
+
+func (e queryErrors) Error() string {
+	msgs := make([]string, len(e))
+	for i, err := range e {
+		msgs[i] = err.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
+func (e queryErrors) Unwrap() []error { return e }

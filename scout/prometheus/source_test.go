@@ -156,6 +156,9 @@ func TestRealPrometheusAndInventory(t *testing.T) {
 		if !got.Missing || !strings.Contains(got.Reason, "connection refused") {
 			t.Errorf("inventory %s with Prometheus stopped = %+v, want missing: connection refused", m, got)
 		}
+		if strings.Contains(got.Reason, "\n") || strings.Contains(got.Reason, "prometheus: prometheus:") {
+			t.Errorf("reason %q: want one line, the source named once (it is a row of kplane decisions)", got.Reason)
+		}
 	}
 	if _, err := src.Collect(t.Context(), fleet, time.Now()); err == nil {
 		t.Error("Collect with Prometheus stopped returned no error")
