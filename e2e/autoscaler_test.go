@@ -297,6 +297,11 @@ func TestAutoscalerPrometheusOutage(t *testing.T) {
 		t.Fatalf("no missing-data decision naming Prometheus during the outage:\n%s", formatDecisions(ds))
 	}
 	t.Logf("%d missing-data decisions during the outage; the latest: %s", len(guarded), &guarded[0])
+	// What an operator types during the outage: one row per decision.
+	out, err := exec.Command(kplaneBin, "decisions", "--service", "inventory", "--limit", "3", "--addr", p.url, "--token", p.token).CombinedOutput()
+	if lines := strings.Split(strings.TrimSpace(string(out)), "\n"); err != nil || len(lines) != 4 || !strings.Contains(lines[1], "missing data") {
+		t.Errorf("kplane decisions during the outage: %v, want a header and 3 one-line rows, the newest held by missing data:\n%s", err, out)
+	}
 	if code, b := p.get(t, "/metrics", false); code != http.StatusOK ||
 		!bytes.Contains(b, []byte(`kplane_headquarter_decisions_total{action="hold",guard="missing_data",service="inventory"}`)) {
 		t.Errorf("kplane's /metrics does not count the missing-data holds (status %d)", code)
