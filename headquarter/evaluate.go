@@ -211,13 +211,13 @@ func Evaluate(p Policy, st State, in Input, now time.Time) (Decision, State) {
 			d.Reason += fmt.Sprintf("; %d instances still starting", in.Starting)
 		case held < p.StabilizationWindow:
 			d.Guard = GuardStabilization
-			d.Reason += fmt.Sprintf("; below low for %s of the %s stabilization window", held, p.StabilizationWindow)
+			d.Reason += fmt.Sprintf("; below low for %s of the %s stabilization window", roundReason(held), p.StabilizationWindow)
 		case cooling(st.LastUp, now, p.CooldownUp):
 			d.Guard = GuardCooldown
-			d.Reason += fmt.Sprintf("; scaled up %s ago, cooldownUp %s", now.Sub(st.LastUp), p.CooldownUp)
+			d.Reason += fmt.Sprintf("; scaled up %s ago, cooldownUp %s", roundReason(now.Sub(st.LastUp)), p.CooldownUp)
 		case cooling(st.LastDown, now, p.CooldownDown):
 			d.Guard = GuardCooldown
-			d.Reason += fmt.Sprintf("; scaled down %s ago, cooldownDown %s", now.Sub(st.LastDown), p.CooldownDown)
+			d.Reason += fmt.Sprintf("; scaled down %s ago, cooldownDown %s", roundReason(now.Sub(st.LastDown)), p.CooldownDown)
 		case p.FlapChanges > 0 && reversals(st.Changes, Down) >= p.FlapChanges:
 			d.Guard = GuardFlap
 			d.Reason += fmt.Sprintf("; flapping: this would be direction change %d within %s, holding the higher count", reversals(st.Changes, Down), p.FlapWindow)
@@ -249,7 +249,7 @@ func guardUp(d *Decision, p Policy, st State, in Input, now time.Time, cooldown 
 		d.Reason += fmt.Sprintf("; %d instances already starting cover it", in.Starting)
 	case cooldown && cooling(st.LastUp, now, p.CooldownUp):
 		d.Guard = GuardCooldown
-		d.Reason += fmt.Sprintf("; scaled up %s ago, cooldownUp %s", now.Sub(st.LastUp), p.CooldownUp)
+		d.Reason += fmt.Sprintf("; scaled up %s ago, cooldownUp %s", roundReason(now.Sub(st.LastUp)), p.CooldownUp)
 	case in.Busy:
 		d.Guard = GuardBusy
 		d.Reason += "; a previous scale is still in flight"
@@ -257,6 +257,15 @@ func guardUp(d *Decision, p Policy, st State, in Input, now time.Time, cooldown 
 		d.Guard = GuardDryRun
 		d.Reason += "; dry run"
 	}
+}
+
+// roundReason rounds a measured duration for a reason people read: the
+// real clock makes "below low for 643.334539ms" out of a 500 ms tick.
+func roundReason(d time.Duration) time.Duration {
+	if d < 10*time.Second {
+		return d.Round(10 * time.Millisecond)
+	}
+	return d.Round(100 * time.Millisecond)
 }
 
 func cooling(last, now time.Time, cooldown time.Duration) bool {
