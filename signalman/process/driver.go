@@ -63,7 +63,10 @@ type Driver struct {
 	stateMu sync.Mutex // serialises state file writes
 }
 
-var _ signalman.Orchestrator = (*Driver)(nil)
+var (
+	_ signalman.Orchestrator   = (*Driver)(nil)
+	_ signalman.InstanceDriver = (*Driver)(nil)
+)
 
 type group struct {
 	busy     sync.Mutex // held for the whole of a Scale or a restart
@@ -71,6 +74,7 @@ type group struct {
 	children map[int]*child // by instance number
 	crashes  int
 	retryAt  time.Time
+	version  string // of the latest Start; "" means the Spec's
 }
 
 type child struct {
@@ -141,6 +145,7 @@ func (d *Driver) Scale(ctx context.Context, t signalman.Target, n int) (signalma
 	defer g.busy.Unlock()
 
 	d.mu.Lock()
+	spec = g.spec(spec)
 	res.From = len(g.children)
 	prevDesired := g.desired
 	g.desired = n
@@ -221,7 +226,10 @@ func (d *Driver) reconcile(ctx context.Context) {
 		missing := w.g.desired - len(w.g.children)
 		d.mu.Unlock()
 		if missing > 0 {
-			ids, err := d.start(ctx, w.t, w.g, d.cfg.Services[w.t.Service], missing)
+			d.mu.Lock()
+			spec := w.g.spec(d.cfg.Services[w.t.Service])
+			d.mu.Unlock()
+			ids, err := d.start(ctx, w.t, w.g, spec, missing)
 			switch {
 			case err != nil && ctx.Err() == nil:
 				d.log.Warn("restart failed", "target", w.t.String(), "err", err)

@@ -36,6 +36,7 @@ func childMain(args []string) int {
 	id := fs.String("id", "", "")
 	service := fs.String("service", "", "")
 	env := fs.String("env", "", "")
+	version := fs.String("version", "", "")
 	mode := fs.String("mode", "", "exit: exit before registering; ignore-term: ignore SIGTERM")
 	delay := fs.Duration("delay", 0, "wait before registering")
 	if err := fs.Parse(args); err != nil {
@@ -57,7 +58,7 @@ func childMain(args []string) int {
 	defer cli.Close()
 	r, err := registry.NewRegistrar(registry.RegistrarConfig{
 		Client:   cli,
-		Instance: registry.Instance{ID: *id, Name: *service, Addr: "127.0.0.1:1", Env: *env, Started: time.Now()},
+		Instance: registry.Instance{ID: *id, Name: *service, Addr: "127.0.0.1:1", Env: *env, Version: *version, Started: time.Now()},
 		TTL:      2 * time.Second,
 	})
 	if err != nil {
@@ -94,7 +95,7 @@ func newFixture(t *testing.T, extraArgs ...string) *fixture {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	args := append([]string{"--etcd", strings.Join(srv.Endpoints(), ","), "--id", "{id}", "--service", "{service}", "--env", "{env}"}, extraArgs...)
+	args := append([]string{"--etcd", strings.Join(srv.Endpoints(), ","), "--id", "{id}", "--service", "{service}", "--env", "{env}", "--version", "{version}"}, extraArgs...)
 	f := &fixture{watcher: w, state: filepath.Join(dir, "instances.json")}
 	f.driver, err = New(Config{
 		Services: map[string]Spec{
