@@ -27,6 +27,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv("PROCESS_TEST_CHILD") == "1" {
 		os.Exit(childMain(os.Args[1:]))
 	}
+	if os.Getenv("PROCESS_TEST_TICKETING") == "1" {
+		os.Exit(ticketingMain(os.Args[1:]))
+	}
 	os.Exit(m.Run())
 }
 
