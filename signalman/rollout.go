@@ -314,15 +314,15 @@ func (d *Deployer) Get(id string) (Deploy, error) {
 	return rec.d.clone(), nil
 }
 
-// List returns up to limit deploys (0: all kept), newest first, of one
-// target if t.Service is set.
+// List returns up to limit deploys (0: all kept), newest first; a
+// non-empty t.Service or t.Env keeps only the deploys that match it.
 func (d *Deployer) List(t Target, limit int) []Deploy {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var out []Deploy
 	for i := len(d.order) - 1; i >= 0; i-- {
 		rec := d.deploys[d.order[i]]
-		if t.Service != "" && rec.d.Target != t {
+		if (t.Service != "" && rec.d.Target.Service != t.Service) || (t.Env != "" && rec.d.Target.Env != t.Env) {
 			continue
 		}
 		out = append(out, rec.d.clone())

@@ -66,7 +66,8 @@ func classify(err error) (status int, body errorBody) {
 		return http.StatusConflict, errorBody{publicText(err), "conflict"}
 	case errors.Is(err, headquarter.ErrInvalidPolicy), errors.Is(err, signalman.ErrInvalid):
 		return http.StatusBadRequest, errorBody{publicText(err), "invalid"}
-	case errors.Is(err, headquarter.ErrNotFound), errors.Is(err, signalman.ErrUnknownService):
+	case errors.Is(err, headquarter.ErrNotFound), errors.Is(err, signalman.ErrUnknownService),
+		errors.Is(err, signalman.ErrUnknownDeploy), errors.Is(err, signalman.ErrUnknownInstance):
 		return http.StatusNotFound, errorBody{publicText(err), "not_found"}
 	case errors.Is(err, signalman.ErrBusy):
 		return http.StatusConflict, errorBody{publicText(err) + ": retry when it is done", "busy"}

@@ -84,6 +84,9 @@ type Config struct {
 	// Ingester receives decoded spans from POST /v1/traces (OTLP) and
 	// POST /api/v2/spans (Zipkin). Nil leaves both routes unregistered.
 	Ingester SpanIngester
+	// Deploys runs rolling deploys and destroys environments. Nil leaves
+	// the deploy and environment routes unregistered.
+	Deploys Deploys
 }
 
 // Server serves kplane's HTTP API and console.
@@ -209,6 +212,7 @@ func (s *Server) routes() *gin.Engine {
 	s.ingestRoutes(e)
 	s.traceRoutes(e, api, ui)
 	s.autoscalerRoutes(e, api, ui)
+	s.deployRoutes(api)
 	ui.POST("/logout", s.requireCSRF, s.logout)
 
 	e.NoRoute(s.notFound)
