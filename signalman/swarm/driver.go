@@ -1,0 +1,417 @@
+package swarm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/swarm"
+
+	"github.com/kplane/kplane/registry"
+	"github.com/kplane/kplane/signalman"
+)
+
+// Labels that name the kplane target of a Swarm service.
+const (
+	LabelService = "kplane.service"
+	LabelEnv     = "kplane.env"
+	LabelVersion = "kplane.version"
+)
+
+// API is the part of the Docker client the driver uses;
+// *github.com/docker/docker/client.Client implements it. Build the client
+// with client.WithAPIVersionNegotiation: engines as old as API 1.41 work.
+type API interface {
+	ServiceList(ctx context.Context, opts swarm.ServiceListOptions) ([]swarm.Service, error)
+	ServiceInspectWithRaw(ctx context.Context, id string, opts swarm.ServiceInspectOptions) (swarm.Service, []byte, error)
+	ServiceUpdate(ctx context.Context, id string, version swarm.Version, spec swarm.ServiceSpec, opts swarm.ServiceUpdateOptions) (swarm.ServiceUpdateResponse, error)
+	TaskList(ctx context.Context, opts swarm.TaskListOptions) ([]swarm.Task, error)
+}
+
+// Confirmer tells the driver that instances have registered. The registry
+// Watcher implements it.
+type Confirmer interface {
+	WaitInstances(ctx context.Context, name string, ok func([]registry.Instance) bool) error
+}
+
+// Config configures a Driver. Every field but API has a safe zero value.
+type Config struct {
+	// API talks to a Swarm manager.
+	API API
+	// Confirmer confirms that the instances registered. Nil means a
+	// running task counts.
+	Confirmer Confirmer
+	// Timeout bounds a Scale's wait for running tasks and registration.
+	// 0 means 2 minutes.
+	Timeout time.Duration
+	// PollInterval is the delay between two task listings. 0 means 250 ms.
+	PollInterval time.Duration
+	// Retries bounds the re-reads after "update out of sequence". 0 means 5.
+	Retries int
+	// Logger; nil discards.
+	Logger *slog.Logger
+}
+
+// Driver scales replicated Swarm services. A second Scale on a target the
+// Driver is scaling returns signalman.ErrBusy, and so does a Scale on a
+// service whose rolling update (or rollback) has not converged.
+type Driver struct {
+	cfg Config
+	log *slog.Logger
+
+	mu   sync.Mutex
+	busy map[signalman.Target]bool
+}
+
+var _ signalman.Orchestrator = (*Driver)(nil)
+
+// New returns a driver.
+func New(cfg Config) (*Driver, error) {
+	if cfg.API == nil {
+		return nil, errors.New("swarm: no Docker API client")
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 2 * time.Minute
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = 250 * time.Millisecond
+	}
+	if cfg.Retries <= 0 {
+		cfg.Retries = 5
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Driver{cfg: cfg, log: log, busy: make(map[signalman.Target]bool)}, nil
+}
+
+// Scale sets the service's replicas to n and waits until n tasks run (and,
+// with a Confirmer, n instances of the target are registered). If the wait
+// fails, the replicas are set back (unless someone else changed them
+// meanwhile) and Scale returns signalman.ErrNotConfirmed or ctx's error.
+func (d *Driver) Scale(ctx context.Context, t signalman.Target, n int) (signalman.Result, error) {
+	res := signalman.Result{Target: t}
+	if err := t.Validate(); err != nil {
+		return res, err
+	}
+	if n < 0 {
+		return res, fmt.Errorf("%w: instance count %d is negative", signalman.ErrInvalid, n)
+	}
+	if !d.lock(t) {
+		return res, fmt.Errorf("%w: %s is being scaled", signalman.ErrBusy, t)
+	}
+	defer d.unlock(t)
+
+	id, err := d.find(ctx, t)
+	if err != nil {
+		return res, err
+	}
+	before, err := d.running(ctx, id)
+	if err != nil {
+		return res, err
+	}
+	from, err := d.setReplicas(ctx, id, n, func(cur int) error { return nil })
+	res.From, res.To = from, from
+	if err != nil {
+		return res, err
+	}
+	if from == n && len(before) == n {
+		return res, nil
+	}
+	d.log.Info("scaling", "target", t.String(), "service", id, "from", from, "to", n)
+
+	after, err := d.wait(ctx, t, id, n)
+	if err != nil {
+		d.revert(ctx, t, id, n, from)
+		return res, err
+	}
+	res.To = n
+	res.Started, res.Stopped = diff(before, after)
+	d.log.Info("scaled", "target", t.String(), "service", id, "from", res.From, "to", res.To,
+		"started", res.Started, "stopped", res.Stopped)
+	return res, nil
+}
+
+// Instances lists the service's running tasks by slot.
+func (d *Driver) Instances(ctx context.Context, t signalman.Target) ([]signalman.Instance, error) {
+	if err := t.Validate(); err != nil {
+		return nil, err
+	}
+	id, err := d.find(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	svc, _, err := d.cfg.API.ServiceInspectWithRaw(ctx, id, swarm.ServiceInspectOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("swarm: inspect service %s: %w", id, err)
+	}
+	tasks, err := d.running(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]signalman.Instance, len(tasks))
+	for i, tk := range tasks {
+		out[i] = signalman.Instance{ID: tk.ID, Target: t, Version: version(svc.Spec), Started: tk.Status.Timestamp}
+	}
+	return out, nil
+}
+
+// find returns the ID of t's service: the one labelled kplane.service and
+// kplane.env, else the one named <service>-<env> (<service> without env).
+func (d *Driver) find(ctx context.Context, t signalman.Target) (string, error) {
+	f := filters.NewArgs(filters.Arg("label", LabelService+"="+t.Service))
+	svcs, err := d.cfg.API.ServiceList(ctx, swarm.ServiceListOptions{Filters: f})
+	if err != nil {
+		return "", fmt.Errorf("swarm: list services: %w", err)
+	}
+	var match []swarm.Service
+	for _, s := range svcs {
+		if s.Spec.Labels[LabelEnv] == t.Env {
+			match = append(match, s)
+		}
+	}
+	switch len(match) {
+	case 1:
+		return match[0].ID, nil
+	case 0:
+	default:
+		names := make([]string, len(match))
+		for i, s := range match {
+			names[i] = s.Spec.Name
+		}
+		return "", fmt.Errorf("%w: services %v all carry the labels of %s", signalman.ErrInvalid, names, t)
+	}
+	name := t.Service
+	if t.Env != "" {
+		name += "-" + t.Env
+	}
+	svc, _, err := d.cfg.API.ServiceInspectWithRaw(ctx, name, swarm.ServiceInspectOptions{})
+	if cerrdefs.IsNotFound(err) {
+		return "", fmt.Errorf("%w: no Swarm service labelled %s=%s,%s=%s or named %q",
+			signalman.ErrUnknownService, LabelService, t.Service, LabelEnv, t.Env, name)
+	}
+	if err != nil {
+		return "", fmt.Errorf("swarm: inspect service %s: %w", name, err)
+	}
+	return svc.ID, nil
+}
+
+// setReplicas reads the service and writes it back with n replicas and the
+// version it read. Swarm refuses a write based on a stale version ("update
+// out of sequence"); then it re-reads and retries, a bounded number of
+// times with a jittered pause. check vets the replicas it read before each
+// write. It returns the replicas the service had.
+func (d *Driver) setReplicas(ctx context.Context, id string, n int, check func(cur int) error) (int, error) {
+	for attempt := 0; ; attempt++ {
+		svc, _, err := d.cfg.API.ServiceInspectWithRaw(ctx, id, swarm.ServiceInspectOptions{})
+		if err != nil {
+			return 0, fmt.Errorf("swarm: inspect service %s: %w", id, err)
+		}
+		if svc.Spec.Mode.Replicated == nil || svc.Spec.Mode.Replicated.Replicas == nil {
+			return 0, fmt.Errorf("%w: service %s is not replicated (global or job mode)", signalman.ErrInvalid, svc.Spec.Name)
+		}
+		if us := svc.UpdateStatus; us != nil && (us.State == swarm.UpdateStateUpdating || us.State == swarm.UpdateStateRollbackStarted) {
+			return 0, fmt.Errorf("%w: service %s: %s in progress", signalman.ErrBusy, svc.Spec.Name, us.State)
+		}
+		cur := int(*svc.Spec.Mode.Replicated.Replicas)
+		if err := check(cur); err != nil {
+			return cur, err
+		}
+		if cur == n {
+			return cur, nil
+		}
+		spec := svc.Spec
+		r := uint64(n)
+		spec.Mode.Replicated = &swarm.ReplicatedService{Replicas: &r}
+		_, err = d.cfg.API.ServiceUpdate(ctx, id, svc.Version, spec, swarm.ServiceUpdateOptions{QueryRegistry: false})
+		if err == nil {
+			return cur, nil
+		}
+		if !outOfSequence(err) || attempt >= d.cfg.Retries {
+			return cur, fmt.Errorf("swarm: update service %s: %w", svc.Spec.Name, err)
+		}
+		d.log.Debug("update out of sequence, retrying", "service", svc.Spec.Name, "attempt", attempt+1)
+		pause := time.Duration(10+rand.IntN(40*(attempt+1))) * time.Millisecond
+		select {
+		case <-ctx.Done():
+			return cur, fmt.Errorf("swarm: update service %s: %w", svc.Spec.Name, ctx.Err())
+		case <-time.After(pause):
+		}
+	}
+}
+
+// outOfSequence reports Swarm's optimistic-concurrency failure. The engine
+// sends it as a plain error (gRPC "Unknown" over HTTP 500) with no type or
+// code to test, so its message is the only signal.
+func outOfSequence(err error) bool {
+	return strings.Contains(err.Error(), "update out of sequence")
+}
+
+// wait polls the tasks until exactly n run and nothing is shutting down,
+// then asks the Confirmer.
+func (d *Driver) wait(ctx context.Context, t signalman.Target, id string, n int) ([]swarm.Task, error) {
+	wctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
+	defer cancel()
+	fail := func(what string, err error) ([]swarm.Task, error) {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("swarm: scaling %s: %w", t, ctx.Err())
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			return nil, fmt.Errorf("%w: swarm service %s: %s within %s", signalman.ErrNotConfirmed, id, what, d.cfg.Timeout)
+		}
+		return nil, err
+	}
+	var running []swarm.Task
+	for {
+		all, err := d.tasks(wctx, id)
+		if err != nil {
+			return fail(fmt.Sprintf("%d tasks were not running", n), err)
+		}
+		running = running[:0]
+		settled := true
+		for _, tk := range all {
+			isRunning := tk.Status.State == swarm.TaskStateRunning
+			wanted := tk.DesiredState == swarm.TaskStateRunning
+			if isRunning && wanted {
+				running = append(running, tk)
+			}
+			if isRunning != wanted {
+				settled = false // starting, or still stopping
+			}
+		}
+		if settled && len(running) == n {
+			break
+		}
+		select {
+		case <-wctx.Done():
+			return fail(fmt.Sprintf("%d tasks were not running (%d are)", n, len(running)), wctx.Err())
+		case <-time.After(d.cfg.PollInterval):
+		}
+	}
+	sortTasks(running)
+	if d.cfg.Confirmer == nil {
+		return running, nil
+	}
+	err := d.cfg.Confirmer.WaitInstances(wctx, t.Service, func(in []registry.Instance) bool {
+		c := 0
+		for _, i := range in {
+			if i.Env == t.Env {
+				c++
+			}
+		}
+		return c == n
+	})
+	if err != nil {
+		return fail(fmt.Sprintf("%d instances of %s were not registered", n, t), err)
+	}
+	return running, nil
+}
+
+// revert sets the replicas back to from after a failed wait, unless someone
+// else changed them from n meanwhile. It outlives ctx's cancellation.
+func (d *Driver) revert(ctx context.Context, t signalman.Target, id string, n, from int) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	_, err := d.setReplicas(rctx, id, from, func(cur int) error {
+		if cur != n {
+			return fmt.Errorf("replicas changed to %d by someone else", cur)
+		}
+		return nil
+	})
+	if err != nil {
+		d.log.Error("revert failed", "target", t.String(), "service", id, "replicas", from, "err", err)
+		return
+	}
+	d.log.Warn("scale reverted", "target", t.String(), "service", id, "replicas", from)
+}
+
+func (d *Driver) tasks(ctx context.Context, id string) ([]swarm.Task, error) {
+	f := filters.NewArgs(filters.Arg("service", id))
+	tasks, err := d.cfg.API.TaskList(ctx, swarm.TaskListOptions{Filters: f})
+	if err != nil {
+		return nil, fmt.Errorf("swarm: list tasks of %s: %w", id, err)
+	}
+	return tasks, nil
+}
+
+// running returns the tasks that run and are meant to, by slot.
+func (d *Driver) running(ctx context.Context, id string) ([]swarm.Task, error) {
+	all, err := d.tasks(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	var out []swarm.Task
+	for _, tk := range all {
+		if tk.Status.State == swarm.TaskStateRunning && tk.DesiredState == swarm.TaskStateRunning {
+			out = append(out, tk)
+		}
+	}
+	sortTasks(out)
+	return out, nil
+}
+
+func (d *Driver) lock(t signalman.Target) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.busy[t] {
+		return false
+	}
+	d.busy[t] = true
+	return true
+}
+
+func (d *Driver) unlock(t signalman.Target) {
+	d.mu.Lock()
+	delete(d.busy, t)
+	d.mu.Unlock()
+}
+
+func sortTasks(ts []swarm.Task) {
+	slices.SortFunc(ts, func(a, b swarm.Task) int {
+		if a.Slot != b.Slot {
+			return a.Slot - b.Slot
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+}
+
+// version is the service's kplane.version label, else its image tag.
+func version(spec swarm.ServiceSpec) string {
+	if v := spec.Labels[LabelVersion]; v != "" {
+		return v
+	}
+	if spec.TaskTemplate.ContainerSpec == nil {
+		return ""
+	}
+	img, _, _ := strings.Cut(spec.TaskTemplate.ContainerSpec.Image, "@")
+	if i := strings.LastIndex(img, ":"); i > strings.LastIndex(img, "/") {
+		return img[i+1:]
+	}
+	return ""
+}
+
+func diff(before, after []swarm.Task) (started, stopped []string) {
+	has := func(ts []swarm.Task, id string) bool {
+		return slices.ContainsFunc(ts, func(t swarm.Task) bool { return t.ID == id })
+	}
+	for _, t := range after {
+		if !has(before, t.ID) {
+			started = append(started, t.ID)
+		}
+	}
+	for _, t := range before {
+		if !has(after, t.ID) {
+			stopped = append(stopped, t.ID)
+		}
+	}
+	return started, stopped
+}
