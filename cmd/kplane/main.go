@@ -65,6 +65,8 @@ Start here:  kplane dev       (embedded etcd, SQLite and the ticketing demo)`,
 		newHQCmd(),
 		newScaleCmd(),
 		newDecisionsCmd(),
+		newDeployCmd(),
+		newEnvCmd(),
 	)
 	return root
 }

@@ -155,6 +155,18 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer, dev bool) 
 		Ingester:      ingester,
 	}
 	as.configureWeb(&webCfg)
+	var deployer *signalman.Deployer
+	if driver != nil {
+		deployer, err = signalman.NewDeployer(signalman.DeployerConfig{
+			Driver: driver,
+			Gate:   signalman.HTTPGate{Locator: watcher},
+			Logger: log.With("component", "deploy"),
+		})
+		if err != nil {
+			return err
+		}
+		webCfg.Deploys = deployer
+	}
 	webSrv, err := web.New(webCfg)
 	if err != nil {
 		return err
@@ -206,6 +218,7 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer, dev bool) 
 	})
 	if driver != nil {
 		goRun("signalman", driver.Run)
+		goRun("deploys", deployer.Run)
 	}
 	if as != nil {
 		goRun("autoscaler", as.run)
