@@ -21,7 +21,9 @@ import (
 
 // IngestMaxBodyBytes bounds a span batch, compressed and decompressed
 // alike: an OTel SDK's default batch (512 spans) is well under 1 MiB, and
-// the decompressed bound is what stops a gzip bomb.
+// the decompressed bound is what stops a gzip bomb. Within it, otlp.Decode
+// bounds what a body may decode to (otlp.MaxSpans, otlp.MaxElements), since
+// 20 MiB of empty protobuf spans is a few gigabytes of pdata.
 const IngestMaxBodyBytes = 20 << 20
 
 // SpanIngester is what web needs from the ingest pipeline
@@ -73,6 +75,13 @@ func (s *Server) ingestOTLP(c *gin.Context) {
 		return
 	}
 	batch, err := otlp.Decode(body, enc)
+	if errors.Is(err, otlp.ErrTooLarge) {
+		// 413 as for an oversized body, but saying which limit: the client
+		// must send fewer spans per request, not fewer bytes.
+		msg := strings.TrimSuffix(err.Error(), ": "+otlp.ErrTooLarge.Error())
+		c.AbortWithStatusJSON(http.StatusRequestEntityTooLarge, errorBody{msg, "too_large"})
+		return
+	}
 	if err != nil {
 		s.fail(c, err)
 		return

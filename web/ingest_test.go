@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -282,6 +283,46 @@ func TestIngestErrors(t *testing.T) {
 	if len(bomb) > DefaultMaxBodyBytes {
 		t.Fatalf("the gzip bomb is %d bytes compressed; the test needs it small", len(bomb))
 	}
+}
+
+// TestIngestDecodeLimits sends OTLP requests that are small gzipped but
+// would decode to gigabytes, or overflow the stack (a fatal error that
+// would end the process): each gets a 4xx naming the limit.
+func TestIngestDecodeLimits(t *testing.T) {
+	e, _ := ingestEnv(t)
+	// ExportTraceServiceRequest{resource_spans: {scope_spans: {spans: {} × 5 M}}}:
+	// 20 MiB that pdata would decode to over 4 GB.
+	spans := bytes.Repeat([]byte{0x12, 0x00}, IngestMaxBodyBytes/2-16)
+	emptySpans := gzipped(t, lenField(1, lenField(2, spans)))
+	if len(emptySpans) > 100<<10 {
+		t.Fatalf("the empty spans are %d bytes gzipped; the test needs them small", len(emptySpans))
+	}
+	deep := `{"resourceSpans":[{"resource":{"attributes":[{"key":"k","value":` +
+		strings.Repeat(`{"arrayValue":{"values":[`, 100_000) + strings.Repeat(`]}}`, 100_000) + `}]}}]}`
+	for _, tc := range []struct {
+		name       string
+		body       []byte
+		hdr        []string
+		status     int
+		wantInBody string
+	}{
+		{"5 M empty protobuf spans", emptySpans, []string{"Content-Type", "application/x-protobuf", "Content-Encoding", "gzip"},
+			http.StatusRequestEntityTooLarge, `{"error":"OTLP protobuf request holds more than 100000 spans; send smaller batches","code":"too_large"}`},
+		{"JSON value nested 100000 levels", gzipped(t, []byte(deep)), []string{"Content-Type", "application/json", "Content-Encoding", "gzip"},
+			http.StatusBadRequest, "OTLP JSON request: nests more than 140 levels deep"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := e.do(nil, http.MethodPost, "/v1/traces", "", bytes.NewReader(tc.body), tc.hdr...)
+			if resp.status != tc.status || !strings.Contains(resp.body, tc.wantInBody) {
+				t.Fatalf("status %d body %s; want %d with %q", resp.status, resp.body, tc.status, tc.wantInBody)
+			}
+		})
+	}
+}
+
+// lenField is a length-delimited protobuf field (fields below 16 only).
+func lenField(num byte, body []byte) []byte {
+	return append(binary.AppendUvarint([]byte{num<<3 | 2}, uint64(len(body))), body...)
 }
 
 func TestIngestBodyLimitIsPerRoute(t *testing.T) {

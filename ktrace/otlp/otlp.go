@@ -2,6 +2,7 @@ package otlp
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -56,9 +57,13 @@ type Batch struct {
 }
 
 // Decode parses an ExportTraceServiceRequest. The error wraps
-// ktrace.ErrInvalid and names what is wrong; spans that parse but cannot
-// be stored are counted in Batch.Rejected instead.
+// ktrace.ErrInvalid and names what is wrong, or ErrTooLarge and names the
+// limit the request exceeds; spans that parse but cannot be stored are
+// counted in Batch.Rejected instead.
 func Decode(data []byte, enc Encoding) (Batch, error) {
+	if err := check(data, enc); err != nil {
+		return Batch{}, err
+	}
 	req := ptraceotlp.NewExportRequest()
 	var err error
 	if enc == JSON {
@@ -69,7 +74,12 @@ func Decode(data []byte, enc Encoding) (Batch, error) {
 	if err != nil {
 		return Batch{}, fmt.Errorf("%w: %s request: %v", ktrace.ErrInvalid, enc, err)
 	}
-	return convert(req.Traces()), nil
+	td := req.Traces()
+	// The protobuf check counted spans; the JSON one only bounded them.
+	if td.SpanCount() > MaxSpans {
+		return Batch{}, fmt.Errorf("%s request holds more than %d spans; send smaller batches: %w", enc, MaxSpans, ErrTooLarge)
+	}
+	return convert(td), nil
 }
 
 // convert maps pdata spans to ktrace spans.
@@ -117,6 +127,8 @@ func invalid(sp ptrace.Span) string {
 		return "span ID is missing or all zeros"
 	case sp.StartTimestamp() == 0:
 		return "start time is missing"
+	case sp.StartTimestamp() > math.MaxInt64:
+		return "start time is after the year 2262"
 	}
 	return ""
 }
@@ -124,9 +136,10 @@ func invalid(sp ptrace.Span) string {
 func span(sp ptrace.Span, service string, process map[string]string, scopeName, scopeVersion string) ktrace.Span {
 	start, end := sp.StartTimestamp(), sp.EndTimestamp()
 	var d time.Duration
-	// A span with no end (or an end before its start, from a broken clock)
-	// is stored with zero duration rather than a negative one.
-	if end > start {
+	// A span with no end (or an end before its start, from a broken clock,
+	// or past what time.Duration holds) is stored with zero duration rather
+	// than a negative one. invalid has checked that start fits in an int64.
+	if end > start && end <= math.MaxInt64 {
 		d = time.Duration(end - start)
 	}
 	attrs := sp.Attributes()
@@ -175,13 +188,22 @@ func span(sp ptrace.Span, service string, process map[string]string, scopeName, 
 		for i := 0; i < evs.Len(); i++ {
 			ev := evs.At(i)
 			s.Annotations[i] = ktrace.Annotation{
-				Time:  time.Unix(0, int64(ev.Timestamp())).UTC(),
+				Time:  eventTime(ev.Timestamp()),
 				Value: ev.Name(),
 				Tags:  attrMap(ev.Attributes()),
 			}
 		}
 	}
 	return s
+}
+
+// eventTime is an event's timestamp; one past what time.Time holds as Unix
+// nanoseconds (the year 2262) is treated as missing.
+func eventTime(ts pcommon.Timestamp) time.Time {
+	if ts > math.MaxInt64 {
+		ts = 0
+	}
+	return time.Unix(0, int64(ts)).UTC()
 }
 
 // attrMap renders attributes as strings: arrays and maps as JSON, bytes as
