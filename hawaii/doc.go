@@ -1,0 +1,21 @@
+// Package hawaii promotes builds: CI reports each image build, the build is
+// tested in a throwaway alpha environment and in QA, and a person promotes
+// it to prod after reviewing what changed.
+//
+// This part of the package holds the model and its storage: Build (an
+// immutable CI report with its changelog), StageRecord (status and steps of
+// alpha, qa and prod for one build, with test counts), TestCase (one JUnit
+// test case of a stage's run, parsed by ParseJUnit), Event (one entry of the
+// durable audit log) and Store, implemented on the SQL store by SQLStore and
+// in memory by MemoryStore. VerifySignature checks the HMAC signatures CI
+// webhooks carry (GitHub's X-Hub-Signature-256 and Standard Webhooks).
+//
+// The package does not serve HTTP (web does) and does not know which
+// services exist: callers check a report's service against the registry
+// and the configured pipelines before calling Report.
+//
+// Use: validate a Build with Validate, store it with Store.Report (a
+// repeated GUID returns the stored build unchanged), record what happened
+// with Store.Audit, and let the pipeline set stage status with SetStage and
+// add test results with AddResults.
+package hawaii

@@ -1,0 +1,556 @@
+package hawaii
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kplane/kplane/auth"
+	"github.com/kplane/kplane/signalman"
+)
+
+// The pipeline runner.
+//
+// alpha runs automatically on every new build: a throwaway environment
+// alpha-b<ID> with the build and its dependencies (their registry tag is
+// the environment, so they call only each other), the alpha test jobs
+// against it, results stored, the environment destroyed whatever
+// happened. qa runs automatically once alpha is green: a rolling deploy
+// into the long-lived qa environment, then the qa jobs. prod is only ever
+// entered by Promote (a person) or Rollback. A lock or pin on an
+// environment holds automation and promotion out of it.
+
+// Job is one test job: a command run against an environment that writes
+// a JUnit XML report to the file named by $KPLANE_JUNIT. It also gets
+// KPLANE_ENV, KPLANE_SERVICE, KPLANE_VERSION and KPLANE_BUILD_ID.
+type Job struct {
+	Name    string        `json:"name" yaml:"name"`
+	Command []string      `json:"command" yaml:"command"`
+	Timeout time.Duration `json:"timeout,omitempty" yaml:"timeout"` // 0 means 5 minutes
+}
+
+// ServicePipeline is one service's pipeline configuration.
+type ServicePipeline struct {
+	Service string `json:"service" yaml:"service"`
+	// Dependencies are started in the alpha environment too, at the
+	// version given ("service@version"), so the build's calls stay inside.
+	Dependencies []string `json:"dependencies,omitempty" yaml:"dependencies"`
+	Alpha        []Job    `json:"alpha" yaml:"alpha"`
+	QA           []Job    `json:"qa" yaml:"qa"`
+}
+
+// Deployer is what the pipeline needs from signalman; *signalman.Deployer
+// implements it.
+type Deployer interface {
+	Deploy(ctx context.Context, req signalman.DeployRequest) (signalman.Deploy, error)
+	Begin(req signalman.DeployRequest) (signalman.Deploy, error)
+	Get(id string) (signalman.Deploy, error)
+	Subscribe(id string) (<-chan struct{}, func(), error)
+	List(t signalman.Target, limit int) []signalman.Deploy
+	CreateEnv(ctx context.Context, env string, services []signalman.EnvService) ([]signalman.Deploy, error)
+	DestroyEnv(ctx context.Context, env string) error
+}
+
+var _ Deployer = (*signalman.Deployer)(nil)
+
+// PipelineConfig configures a Pipeline. Store and Deployer are required.
+type PipelineConfig struct {
+	Store     Store
+	Deployer  Deployer
+	Pipelines []ServicePipeline
+	Logger    *slog.Logger     // nil discards
+	Now       func() time.Time // nil is time.Now
+	// Poll is how often new builds are looked for; 0 means 2 s.
+	Poll time.Duration
+	// EnvTimeout is how long an alpha environment may live before the
+	// cleaner destroys it; 0 means 15 minutes.
+	EnvTimeout time.Duration
+}
+
+// ErrBlocked means a promotion or rollback is refused; a *BlockedError
+// lists why.
+var ErrBlocked = errors.New("promotion blocked")
+
+// BlockedError lists every reason a promotion is refused.
+type BlockedError struct{ Blockers []Blocker }
+
+func (e *BlockedError) Error() string {
+	msgs := make([]string, len(e.Blockers))
+	for i, b := range e.Blockers {
+		msgs[i] = b.Message
+	}
+	return "promotion blocked: " + strings.Join(msgs, "; ")
+}
+
+func (e *BlockedError) Unwrap() error { return ErrBlocked }
+
+// Only reports whether every blocker is one of codes.
+func (e *BlockedError) Only(codes ...string) bool {
+	for _, b := range e.Blockers {
+		found := false
+		for _, c := range codes {
+			found = found || b.Code == c
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// Pipeline runs alpha and qa, and promotes and rolls back prod.
+type Pipeline struct {
+	cfg   PipelineConfig
+	store Store
+	dep   Deployer
+	log   *slog.Logger
+	now   func() time.Time
+
+	// prodMu serialises the check-then-start of prod promotions and
+	// rollbacks, so two clicks cannot both pass the review.
+	prodMu sync.Mutex
+
+	mu         sync.Mutex
+	locks      []Lock
+	pins       []Pin
+	promotions []*Promotion // newest last, bounded
+	nextID     int64
+	alphaEnvs  map[string]bool // live alpha environments of this runner
+	destroyed  map[string]bool // alpha environments the cleaner removed
+	wg         sync.WaitGroup
+}
+
+// NewPipeline returns a pipeline; Run drives it.
+func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
+	if cfg.Store == nil || cfg.Deployer == nil {
+		return nil, errors.New("hawaii: PipelineConfig needs a Store and a Deployer")
+	}
+	if cfg.Poll <= 0 {
+		cfg.Poll = 2 * time.Second
+	}
+	if cfg.EnvTimeout <= 0 {
+		cfg.EnvTimeout = 15 * time.Minute
+	}
+	p := &Pipeline{cfg: cfg, store: cfg.Store, dep: cfg.Deployer, log: cfg.Logger, now: cfg.Now,
+		alphaEnvs: map[string]bool{}, destroyed: map[string]bool{}}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	return p, nil
+}
+
+// Services lists the services with a configured pipeline.
+func (p *Pipeline) Services() []string {
+	out := make([]string, 0, len(p.cfg.Pipelines))
+	for _, sp := range p.cfg.Pipelines {
+		out = append(out, sp.Service)
+	}
+	return out
+}
+
+func (p *Pipeline) pipelineOf(service string) (ServicePipeline, bool) {
+	for _, sp := range p.cfg.Pipelines {
+		if sp.Service == service {
+			return sp, true
+		}
+	}
+	return ServicePipeline{}, false
+}
+
+// AlphaEnv is the throwaway environment of a build.
+func AlphaEnv(id int64) string { return "alpha-b" + strconv.FormatInt(id, 10) }
+
+// Run runs alpha and qa for new builds and the cleaner until ctx ends,
+// then waits for the rollouts it follows.
+func (p *Pipeline) Run(ctx context.Context) error {
+	t := time.NewTicker(p.cfg.Poll)
+	defer t.Stop()
+	defer p.wg.Wait()
+	for {
+		p.tick(ctx)
+		p.clean(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// tick runs the automatic stages of every configured service's builds,
+// oldest first, one at a time.
+func (p *Pipeline) tick(ctx context.Context) {
+	for _, sp := range p.cfg.Pipelines {
+		builds, err := p.store.Builds(ctx, BuildQuery{Service: sp.Service, Limit: 20})
+		if err != nil {
+			if ctx.Err() == nil {
+				p.log.Error("list builds", "service", sp.Service, "err", err)
+			}
+			return
+		}
+		for i := len(builds) - 1; i >= 0 && ctx.Err() == nil; i-- {
+			b := builds[i]
+			switch {
+			case b.Stage(StageAlpha).Status == StatusPending:
+				if p.held(sp.Service, string(StageAlpha)) == nil {
+					p.runAlpha(ctx, sp, b.Build)
+				}
+			case b.Stage(StageAlpha).Status == StatusPassed && b.Stage(StageQA).Status == StatusPending:
+				if p.held(sp.Service, string(StageQA)) == nil {
+					p.runQA(ctx, sp, b.Build)
+				}
+			}
+		}
+	}
+}
+
+// held returns what keeps automation out of env, or nil.
+func (p *Pipeline) held(service, env string) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return Holds(p.locks, p.pins, service, env, p.now())
+}
+
+// stage tracks one stage run: its promotion, its stored record.
+type stageRun struct {
+	p     *Pipeline
+	promo *Promotion
+	rec   StageRecord
+}
+
+func (p *Pipeline) begin(ctx context.Context, b Build, st Stage, kind, by string) *stageRun {
+	now := p.now()
+	p.mu.Lock()
+	p.nextID++
+	pr := &Promotion{ID: p.nextID, BuildID: b.ID, Service: b.Service, Version: b.Version, Env: string(st),
+		Kind: kind, State: PromotionPending, By: by, Started: now, Updated: now}
+	p.promotions = append(p.promotions, pr)
+	if len(p.promotions) > 500 {
+		p.promotions = p.promotions[len(p.promotions)-500:]
+	}
+	p.mu.Unlock()
+	r := &stageRun{p: p, promo: pr, rec: StageRecord{BuildID: b.ID, Stage: st, Status: StatusRunning, Started: now}}
+	r.save(ctx)
+	p.audit(ctx, Event{Actor: actorOr(by), Action: ActionStageChanged, Service: b.Service, BuildID: b.ID, Stage: st,
+		Details: Details(map[string]string{"status": string(StatusRunning), "kind": kind})})
+	return r
+}
+
+func actorOr(by string) string {
+	if by == "" {
+		return "pipeline"
+	}
+	return by
+}
+
+func (r *stageRun) advance(to PromotionState, reason string) {
+	r.p.mu.Lock()
+	err := r.promo.Advance(to, r.p.now(), reason)
+	r.p.mu.Unlock()
+	if err != nil {
+		r.p.log.Error("promotion", "err", err)
+	}
+}
+
+// step starts a named step and returns the function that ends it.
+func (r *stageRun) step(ctx context.Context, name string) func(err error) {
+	r.rec.Steps = append(r.rec.Steps, Step{Name: name, Status: StatusRunning, Started: r.p.now()})
+	i := len(r.rec.Steps) - 1
+	r.save(ctx)
+	return func(err error) {
+		s := &r.rec.Steps[i]
+		s.Finished = r.p.now()
+		s.Status = StatusPassed
+		if err != nil {
+			s.Status, s.Message = StatusFailed, err.Error()
+		}
+		r.save(ctx)
+	}
+}
+
+func (r *stageRun) save(ctx context.Context) {
+	// A stage's record must be written even when the runner is stopping,
+	// so that the build does not stay "running" for ever.
+	ctx = context.WithoutCancel(ctx)
+	if _, err := r.p.store.SetStage(ctx, r.rec); err != nil {
+		r.p.log.Error("set stage", "build", r.rec.BuildID, "stage", r.rec.Stage, "err", err)
+	}
+}
+
+func (r *stageRun) finish(ctx context.Context, st Status, reason string) {
+	r.rec.Status, r.rec.Finished = st, r.p.now()
+	r.save(ctx)
+	r.p.audit(ctx, Event{Actor: "pipeline", Action: ActionStageChanged, Service: r.promo.Service, BuildID: r.rec.BuildID,
+		Stage: r.rec.Stage, Details: Details(map[string]string{"status": string(st), "reason": reason})})
+}
+
+func (p *Pipeline) audit(ctx context.Context, e Event) {
+	if _, err := p.store.Audit(context.WithoutCancel(ctx), e); err != nil {
+		p.log.Error("audit", "action", e.Action, "err", err)
+	}
+}
+
+func (p *Pipeline) runAlpha(ctx context.Context, sp ServicePipeline, b Build) {
+	env := AlphaEnv(b.ID)
+	r := p.begin(ctx, b, StageAlpha, KindAutomatic, "")
+	r.promo.RunEnv = env
+	p.mu.Lock()
+	p.alphaEnvs[env] = true
+	p.mu.Unlock()
+	defer func() {
+		done := r.step(ctx, "destroy environment "+env)
+		err := p.dep.DestroyEnv(context.WithoutCancel(ctx), env)
+		done(err)
+		p.mu.Lock()
+		delete(p.alphaEnvs, env)
+		if err == nil {
+			p.destroyed[env] = true
+		}
+		p.mu.Unlock()
+	}()
+	services := []signalman.EnvService{{Service: b.Service, Version: b.Version}}
+	for _, d := range sp.Dependencies {
+		name, version, _ := strings.Cut(d, "@")
+		services = append(services, signalman.EnvService{Service: name, Version: version})
+	}
+	r.advance(PromotionDeploying, "")
+	done := r.step(ctx, "create environment "+env)
+	_, err := p.dep.CreateEnv(ctx, env, services)
+	done(err)
+	if err != nil {
+		r.advance(PromotionFailed, err.Error())
+		r.finish(ctx, StatusFailed, err.Error())
+		return
+	}
+	r.advance(PromotionTesting, "")
+	p.runJobs(ctx, r, sp.Alpha, env, b)
+}
+
+func (p *Pipeline) runQA(ctx context.Context, sp ServicePipeline, b Build) {
+	r := p.begin(ctx, b, StageQA, KindAutomatic, "")
+	r.promo.RunEnv = string(StageQA)
+	r.advance(PromotionDeploying, "")
+	done := r.step(ctx, "rolling deploy to qa")
+	d, err := p.dep.Deploy(ctx, signalman.DeployRequest{Target: signalman.Target{Service: b.Service, Env: string(StageQA)},
+		Version: b.Version, By: "pipeline"})
+	if err == nil && d.State != signalman.DeploySucceeded {
+		err = fmt.Errorf("deploy %s ended %s: %s", d.ID, d.State, d.Error)
+	}
+	done(err)
+	if err != nil {
+		to := PromotionFailed
+		if d.State == signalman.DeployRolledBack {
+			to = PromotionRolledBack
+		}
+		r.advance(to, err.Error())
+		r.finish(ctx, StatusFailed, err.Error())
+		return
+	}
+	r.promo.DeployID = d.ID
+	r.advance(PromotionTesting, "")
+	p.runJobs(ctx, r, sp.QA, string(StageQA), b)
+}
+
+// runJobs runs the stage's jobs, stores their results and ends the stage.
+func (p *Pipeline) runJobs(ctx context.Context, r *stageRun, jobs []Job, env string, b Build) {
+	if err := p.store.ClearResults(ctx, b.ID, r.rec.Stage); err != nil {
+		p.log.Error("clear results", "build", b.ID, "err", err)
+	}
+	var failures []string
+	for _, j := range jobs {
+		done := r.step(ctx, "test job "+j.Name)
+		err := p.runJob(ctx, j, env, b, r.rec.Stage)
+		done(err)
+		if err != nil {
+			failures = append(failures, j.Name+": "+err.Error())
+		}
+	}
+	if len(jobs) == 0 {
+		failures = append(failures, "no test jobs configured for "+string(r.rec.Stage))
+	}
+	if len(failures) > 0 {
+		reason := strings.Join(failures, "; ")
+		r.advance(PromotionFailed, reason)
+		r.finish(ctx, StatusFailed, reason)
+		return
+	}
+	r.advance(PromotionPassed, "")
+	r.finish(ctx, StatusPassed, "")
+}
+
+func (p *Pipeline) runJob(ctx context.Context, j Job, env string, b Build, st Stage) error {
+	if len(j.Command) == 0 {
+		return fmt.Errorf("%w: job %s has no command", ErrInvalid, j.Name)
+	}
+	timeout := j.Timeout
+	if timeout <= 0 {
+		timeout = 5 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	dir, err := os.MkdirTemp("", "kplane-job-*")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	report := filepath.Join(dir, "junit.xml")
+	cmd := exec.CommandContext(ctx, j.Command[0], j.Command[1:]...)
+	cmd.Env = append(os.Environ(), "KPLANE_ENV="+env, "KPLANE_SERVICE="+b.Service, "KPLANE_VERSION="+b.Version,
+		"KPLANE_BUILD_ID="+strconv.FormatInt(b.ID, 10), "KPLANE_JUNIT="+report)
+	out, runErr := cmd.CombinedOutput()
+	data, readErr := os.ReadFile(report)
+	if readErr != nil {
+		if runErr != nil {
+			return fmt.Errorf("exited: %v: %s", runErr, lastLine(out))
+		}
+		return fmt.Errorf("wrote no JUnit report to $KPLANE_JUNIT")
+	}
+	cases, err := ParseJUnit(b.ID, st, data)
+	if err != nil {
+		return err
+	}
+	counts, err := p.store.AddResults(ctx, b.ID, st, cases)
+	if err != nil {
+		return fmt.Errorf("store results: %w", err)
+	}
+	if n := counts.Failed + counts.Errored; n > 0 {
+		return fmt.Errorf("%d of %d tests failed", n, counts.Total())
+	}
+	if runErr != nil {
+		return fmt.Errorf("exited: %v: %s", runErr, lastLine(out))
+	}
+	return nil
+}
+
+func lastLine(b []byte) string {
+	s := strings.TrimSpace(string(b))
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		s = s[i+1:]
+	}
+	return cut(s, 300)
+}
+
+// clean destroys alpha environments that outlived EnvTimeout: those a
+// crashed or stopped runner left behind.
+func (p *Pipeline) clean(ctx context.Context) {
+	now := p.now()
+	for _, d := range p.dep.List(signalman.Target{}, 0) {
+		env := d.Target.Env
+		if !strings.HasPrefix(env, "alpha-b") || now.Sub(d.Started) < p.cfg.EnvTimeout {
+			continue
+		}
+		p.mu.Lock()
+		skip := p.alphaEnvs[env] || p.destroyed[env]
+		p.mu.Unlock()
+		if skip {
+			continue
+		}
+		if err := p.dep.DestroyEnv(ctx, env); err != nil {
+			if ctx.Err() == nil {
+				p.log.Warn("cleaner: destroy environment", "env", env, "err", err)
+			}
+			continue
+		}
+		p.mu.Lock()
+		p.destroyed[env] = true
+		p.mu.Unlock()
+		p.log.Info("cleaner destroyed an abandoned environment", "env", env, "age", now.Sub(d.Started).Round(time.Second))
+		p.audit(ctx, Event{Actor: "pipeline", Action: "env.cleaned", Service: d.Target.Service,
+			Details: Details(map[string]string{"env": env, "reason": "outlived " + p.cfg.EnvTimeout.String()})})
+	}
+}
+
+// prodHistory returns the service's builds that went to prod, the one in
+// prod first (prod stage passed, latest finish first).
+func (p *Pipeline) prodHistory(ctx context.Context, service string) ([]BuildView, error) {
+	builds, err := p.store.Builds(ctx, BuildQuery{Service: service, Limit: MaxLimit})
+	if err != nil {
+		return nil, err
+	}
+	var out []BuildView
+	for _, b := range builds {
+		if b.Stage(StageProd).Status == StatusPassed {
+			out = append(out, b)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		return out[i].Stage(StageProd).Finished.After(out[j].Stage(StageProd).Finished)
+	})
+	return out, nil
+}
+
+// InProd returns the build in prod for service, or nil.
+func (p *Pipeline) InProd(ctx context.Context, service string) (*Build, error) {
+	h, err := p.prodHistory(ctx, service)
+	if err != nil || len(h) == 0 {
+		return nil, err
+	}
+	b := h[0].Build
+	return &b, nil
+}
+
+func (p *Pipeline) runningProd(service string) *Promotion {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, pr := range p.promotions {
+		if pr.Service == service && pr.Env == string(StageProd) && !pr.State.Done() {
+			c := *pr
+			return &c
+		}
+	}
+	return nil
+}
+
+// Review reviews build id for prod as who sees it.
+func (p *Pipeline) Review(ctx context.Context, id int64, who auth.Identity, override bool) (Review, error) {
+	b, err := p.store.Build(ctx, id)
+	if err != nil {
+		return Review{}, err
+	}
+	prod, err := p.InProd(ctx, b.Service)
+	if err != nil {
+		return Review{}, err
+	}
+	cand, err := p.store.Results(ctx, id, "")
+	if err != nil {
+		return Review{}, err
+	}
+	in := ReviewInput{Candidate: b.Build, Prod: prod, Alpha: b.Stage(StageAlpha).Status, QA: b.Stage(StageQA).Status,
+		CandidateTests: CasesOf(cand), Running: p.runningProd(b.Service), Viewer: who, Override: override, Now: p.now()}
+	if prod != nil {
+		pt, err := p.store.Results(ctx, prod.ID, "")
+		if err != nil {
+			return Review{}, err
+		}
+		in.ProdTests = CasesOf(pt)
+		// The builds between prod and the candidate, for their changelogs.
+		lo, hi := prod.ID, b.ID
+		if lo < hi {
+			bs, err := p.store.Builds(ctx, BuildQuery{Service: b.Service, Before: hi + 1, Limit: MaxLimit})
+			if err != nil {
+				return Review{}, err
+			}
+			for _, x := range bs {
+				in.Between = append(in.Between, x.Build)
+			}
+		}
+	} else {
+		in.Between = []Build{b.Build}
+	}
+	p.mu.Lock()
+	in.Locks, in.Pins = append([]Lock(nil), p.locks...), append([]Pin(nil), p.pins...)
+	p.mu.Unlock()
+	return MakeReview(in), nil
+}
