@@ -3,6 +3,9 @@ package zipkin
 import (
 	"os"
 	"testing"
+	"time"
+
+	"github.com/kplane/kplane/ktrace"
 )
 
 // FuzzDecode checks that no input makes Decode panic and that whatever it
@@ -27,9 +30,23 @@ func FuzzDecode(f *testing.F) {
 			if s.TraceID.IsZero() || s.SpanID.IsZero() || s.Start.IsZero() || s.Duration < 0 || s.Service == "" {
 				t.Fatalf("decoded an unstorable span: %+v", s)
 			}
+			// Stores keep nanoseconds in an int64.
+			for _, at := range append([]time.Time{s.Start, s.End()}, annotationTimes(s)...) {
+				if !time.Unix(0, at.UnixNano()).Equal(at) {
+					t.Fatalf("span %s: time %v does not fit in int64 nanoseconds", s.SpanID, at)
+				}
+			}
 			if s.SpanID == s.ParentSpanID {
 				t.Fatalf("span %s is its own parent", s.SpanID)
 			}
 		}
 	})
+}
+
+func annotationTimes(s ktrace.Span) []time.Time {
+	var ts []time.Time
+	for _, a := range s.Annotations {
+		ts = append(ts, a.Time)
+	}
+	return ts
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -153,6 +154,16 @@ func appendSpan(out []ktrace.Span, z *span) ([]ktrace.Span, error) {
 	if z.Timestamp < 0 || z.Duration < 0 {
 		return out, fmt.Errorf("negative timestamp or duration")
 	}
+	// Spans are stored with nanosecond times in an int64, which ends in
+	// 2262 (and starts in 1678, for annotations).
+	if z.Timestamp > maxMicros {
+		return out, fmt.Errorf("timestamp %d is after the year 2262", z.Timestamp)
+	}
+	for _, a := range z.Annotations {
+		if a.Timestamp > maxMicros || a.Timestamp < -maxMicros {
+			return out, fmt.Errorf("annotation %q: timestamp %d is not between the years 1678 and 2262", a.Value, a.Timestamp)
+		}
+	}
 
 	dapper := map[string]annotation{}
 	anns := make([]ktrace.Annotation, 0, len(z.Annotations))
@@ -233,9 +244,12 @@ func half(s ktrace.Span, z *span, kind ktrace.Kind, dapper map[string]annotation
 	}
 	switch {
 	case useZ && z.Duration != 0:
-		s.Duration = time.Duration(z.Duration) * time.Microsecond
+		s.Duration = duration(z.Duration)
 	case okB && okE && e.Timestamp > b.Timestamp:
-		s.Duration = time.Duration(e.Timestamp-b.Timestamp) * time.Microsecond
+		s.Duration = duration(e.Timestamp - b.Timestamp)
+	}
+	if !s.Start.IsZero() && s.Start.UnixMicro() > maxMicros-s.Duration.Microseconds() {
+		s.Duration = 0 // an end past 2262, as for OTLP
 	}
 
 	s.Service = unknownService
@@ -480,6 +494,19 @@ func parseKind(k string) (ktrace.Kind, error) {
 		return ktrace.KindConsumer, nil
 	}
 	return ktrace.KindUnspecified, fmt.Errorf("kind %q: want CLIENT, SERVER, PRODUCER or CONSUMER", clip(k))
+}
+
+// maxMicros is the last microsecond whose nanoseconds fit in an int64.
+const maxMicros = math.MaxInt64 / int64(time.Microsecond/time.Nanosecond)
+
+// duration converts microseconds. One longer than time.Duration holds (292
+// years, from a broken clock) is zero, as in OTLP, rather than the negative
+// or wrapped value the multiplication would give.
+func duration(us int64) time.Duration {
+	if us > maxMicros {
+		return 0
+	}
+	return time.Duration(us) * time.Microsecond
 }
 
 func micros(us int64) time.Time {

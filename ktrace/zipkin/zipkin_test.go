@@ -162,6 +162,8 @@ func TestDecodeMalformed(t *testing.T) {
 		{"tag not a string", `[{"traceId":"1",` + ok + `,"tags":{"n":1}}]`, `field "tags" at byte 82: got number, want a string`},
 		{"no timestamp", `[{"traceId":"1","id":"2","name":"late"}]`, `span 0 ("late"): no start time`},
 		{"negative duration", `[{"traceId":"1",` + ok + `,"duration":-5}]`, "negative"},
+		{"timestamp past 2262", `[{"traceId":"1","id":"2","timestamp":9223372036854776}]`, "timestamp 9223372036854776 is after the year 2262"},
+		{"annotation past 2262", `[{"traceId":"1",` + ok + `,"annotations":[{"timestamp":9223372036854776,"value":"cr"}]}]`, `annotation "cr": timestamp 9223372036854776 is not between the years 1678 and 2262`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Decode([]byte(tc.body))
@@ -172,6 +174,25 @@ func TestDecodeMalformed(t *testing.T) {
 				t.Errorf("error %q does not say %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestDurationOverflow: durations longer than time.Duration holds came out
+// negative or wrapped.
+func TestDurationOverflow(t *testing.T) {
+	for _, body := range []string{
+		`[{"traceId":"1","id":"2","timestamp":1,"duration":9223372036854776}]`,
+		`[{"traceId":"1","id":"2","timestamp":1,"duration":18446744073709552}]`,
+		`[{"traceId":"1","id":"2","annotations":[{"timestamp":1,"value":"cs"},{"timestamp":9223372036854775,"value":"cr"}]}]`,
+		`[{"traceId":"1","id":"2","timestamp":9223372036854000,"duration":1000}]`, // ends past 2262
+	} {
+		spans, err := Decode([]byte(body))
+		if err != nil {
+			t.Fatalf("%s: %v", body, err)
+		}
+		if d := spans[0].Duration; d < 0 || d > 0 && d < time.Hour || spans[0].End().UnixMicro() > maxMicros {
+			t.Errorf("%s: duration %v", body, d)
+		}
 	}
 }
 
