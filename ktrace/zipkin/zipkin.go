@@ -160,6 +160,10 @@ func appendSpan(out []ktrace.Span, z *span) ([]ktrace.Span, error) {
 		return out, fmt.Errorf("timestamp %d is after the year 2262", z.Timestamp)
 	}
 	for _, a := range z.Annotations {
+		if a.Timestamp == 0 {
+			// Zipkin's own server refuses one too.
+			return out, fmt.Errorf("annotation %q has no timestamp", a.Value)
+		}
 		if a.Timestamp > maxMicros || a.Timestamp < -maxMicros {
 			return out, fmt.Errorf("annotation %q: timestamp %d is not between the years 1678 and 2262", a.Value, a.Timestamp)
 		}

@@ -163,6 +163,7 @@ func TestDecodeMalformed(t *testing.T) {
 		{"no timestamp", `[{"traceId":"1","id":"2","name":"late"}]`, `span 0 ("late"): no start time`},
 		{"negative duration", `[{"traceId":"1",` + ok + `,"duration":-5}]`, "negative"},
 		{"timestamp past 2262", `[{"traceId":"1","id":"2","timestamp":9223372036854776}]`, "timestamp 9223372036854776 is after the year 2262"},
+		{"annotation without timestamp", `[{"traceId":"1",` + ok + `,"annotations":[{"value":"cr"}]}]`, `annotation "cr" has no timestamp`},
 		{"annotation past 2262", `[{"traceId":"1",` + ok + `,"annotations":[{"timestamp":9223372036854776,"value":"cr"}]}]`, `annotation "cr": timestamp 9223372036854776 is not between the years 1678 and 2262`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
