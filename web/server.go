@@ -87,6 +87,9 @@ type Config struct {
 	// Deploys runs rolling deploys and destroys environments. Nil leaves
 	// the deploy and environment routes unregistered.
 	Deploys Deploys
+	// Pipeline reviews, promotes and rolls back builds and locks
+	// environments. Nil leaves those routes unregistered.
+	Pipeline Pipeline
 }
 
 // Server serves kplane's HTTP API and console.
@@ -213,6 +216,7 @@ func (s *Server) routes() *gin.Engine {
 	s.traceRoutes(e, api, ui)
 	s.autoscalerRoutes(e, api, ui)
 	s.deployRoutes(api)
+	s.pipelineRoutes(api)
 	ui.POST("/logout", s.requireCSRF, s.logout)
 
 	e.NoRoute(s.notFound)

@@ -67,6 +67,7 @@ Start here:  kplane dev       (embedded etcd, SQLite and the ticketing demo)`,
 		newDecisionsCmd(),
 		newDeployCmd(),
 		newEnvCmd(),
+		newPromoteCmd(),
 	)
 	return root
 }
