@@ -4,7 +4,7 @@
 // store. It reports spans/s and checks that every acknowledged span was
 // stored. Results go in docs/benchmarks.md.
 //
-//	go run ./bench/ktrace-ingest [-format protobuf|json|both] [-duration 60s] [-senders 8] [-spans 500]
+//	go run ./bench/ktrace-ingest [-format protobuf|json|both] [-duration 60s] [-senders 8] [-spans 500] [-pagesize 0]
 //
 // It is bounded (duration × formats, plus set-up and a count), writes only
 // to a temp dir, and touches nothing but loopback.
@@ -25,8 +25,11 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -53,6 +56,7 @@ func main() {
 	senders := flag.Int("senders", 8, "concurrent senders (each waits for its answer, as an OTel SDK's exporter does)")
 	spans := flag.Int("spans", 500, "spans per request (the OTel SDK's default batch is 512)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run here")
+	pageSize := flag.Int("pagesize", 0, "page size of the new traces.db (0: the store's default)")
 	flag.Parse()
 	if *spans%spansPerTrace != 0 || *spans <= 0 {
 		fmt.Fprintf(os.Stderr, "bench/ktrace-ingest: -spans must be a positive multiple of %d\n", spansPerTrace)
@@ -72,7 +76,7 @@ func main() {
 		formats = []string{*format}
 	}
 	for _, f := range formats {
-		if err := run(f, *duration, *senders, *spans); err != nil {
+		if err := run(f, *duration, *senders, *spans, *pageSize); err != nil {
 			fmt.Fprintln(os.Stderr, "bench/ktrace-ingest:", err)
 			pprof.StopCPUProfile()
 			os.Exit(1)
@@ -80,7 +84,7 @@ func main() {
 	}
 }
 
-func run(format string, duration time.Duration, senders, spansPerReq int) error {
+func run(format string, duration time.Duration, senders, spansPerReq, pageSize int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), duration+5*time.Minute)
 	defer cancel()
 	dir, err := os.MkdirTemp("", "ktrace-ingest-")
@@ -89,7 +93,7 @@ func run(format string, duration time.Duration, senders, spansPerReq int) error 
 	}
 	defer os.RemoveAll(dir)
 
-	store, err := ktracesqlite.Open(ctx, ktracesqlite.Config{Path: filepath.Join(dir, "traces.db")})
+	store, err := ktracesqlite.Open(ctx, ktracesqlite.Config{Path: filepath.Join(dir, "traces.db"), PageSize: pageSize})
 	if err != nil {
 		return err
 	}
@@ -145,6 +149,26 @@ func run(format string, duration time.Duration, senders, spansPerReq int) error 
 	)
 	deadline := time.Now().Add(duration)
 	start := time.Now()
+	written0, cpu0 := bytesWritten(), cpuTime()
+	// A line every 10 s shows whether the rate is sustained as the store
+	// grows.
+	progressDone := make(chan struct{})
+	go func() {
+		t := time.NewTicker(10 * time.Second)
+		defer t.Stop()
+		last, lastAt := int64(0), start
+		for {
+			select {
+			case <-progressDone:
+				return
+			case now := <-t.C:
+				n := acked.Load()
+				fmt.Fprintf(os.Stderr, "%-8s %3.0fs: %d spans acknowledged, %.0f spans/s in the last %s\n",
+					format, now.Sub(start).Seconds(), n, float64(n-last)/now.Sub(lastAt).Seconds(), now.Sub(lastAt).Round(time.Second))
+				last, lastAt = n, now
+			}
+		}
+	}()
 	for range senders {
 		wg.Add(1)
 		go func() {
@@ -174,6 +198,8 @@ func run(format string, duration time.Duration, senders, spansPerReq int) error 
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	close(progressDone)
+	written, cpu := bytesWritten()-written0, cpuTime()-cpu0
 	_ = httpSrv.Shutdown(ctx)
 	stopIngest()
 	if err := <-ingDone; err != nil {
@@ -190,9 +216,14 @@ func run(format string, duration time.Duration, senders, spansPerReq int) error 
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	rate := float64(acked.Load()) / elapsed.Seconds()
-	fmt.Printf("%-8s senders=%d spans/request=%d duration=%s requests=%d acknowledged=%d stored=%d refused(429/503)=%d  %.0f spans/s  (%.0f requests/s, %.1f MiB/request body, peak heap %.0f MiB)\n",
+	info, err := os.Stat(filepath.Join(dir, "traces.db"))
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%-8s senders=%d spans/request=%d duration=%s requests=%d acknowledged=%d stored=%d refused(429/503)=%d  %.0f spans/s  (%.0f requests/s, %.1f MiB/request body, peak heap %.0f MiB, traces.db %d MiB, %.0f bytes written and %.1f µs of CPU per span)\n",
 		format, senders, spansPerReq, elapsed.Round(time.Millisecond), requests.Load(), acked.Load(), stored, refused.Load(),
-		rate, float64(requests.Load())/elapsed.Seconds(), float64(len(tmpl))/(1<<20), float64(ms.HeapSys)/(1<<20))
+		rate, float64(requests.Load())/elapsed.Seconds(), float64(len(tmpl))/(1<<20), float64(ms.HeapSys)/(1<<20),
+		info.Size()>>20, float64(written)/float64(max(1, acked.Load())), float64(cpu.Microseconds())/float64(max(1, acked.Load())))
 	if stored != acked.Load() {
 		return fmt.Errorf("%s: %d spans acknowledged but %d stored", format, acked.Load(), stored)
 	}
@@ -326,4 +357,31 @@ func countSpans(ctx context.Context, path string) (int64, error) {
 		return 0, errors.Join(errors.New("count stored spans"), err)
 	}
 	return n, nil
+}
+
+// bytesWritten is what this process has written through write syscalls so
+// far (Linux /proc/self/io wchar: WAL, checkpoints and the HTTP responses),
+// or 0 where that is not available.
+func bytesWritten() int64 {
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "wchar: "); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// cpuTime is the CPU time (user and system) this process has used so far:
+// unlike spans/s it hardly depends on what else the machine runs.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -33,8 +33,9 @@ func main() {
 	ingestFor := flag.Duration("ingest", 20*time.Second, "how long the ingest phase writes at full rate")
 	dir := flag.String("dir", "", "directory for traces.db (default: a temp dir, removed at the end)")
 	cacheMiB := flag.Int("cache", 256, "writer page cache, MiB")
+	pageSize := flag.Int("pagesize", 0, "page size of a new traces.db (0: the store's default)")
 	flag.Parse()
-	if err := run(*spans, *lookups, *ingestFor, *dir, *cacheMiB); err != nil {
+	if err := run(*spans, *lookups, *ingestFor, *dir, *cacheMiB, *pageSize); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/ktrace-lookup:", err)
 		os.Exit(1)
 	}
@@ -81,7 +82,7 @@ func (g *gen) trace(start time.Time) []ktrace.Span {
 	return out
 }
 
-func run(nSpans, nLookups int, ingestFor time.Duration, dir string, cacheMiB int) error {
+func run(nSpans, nLookups int, ingestFor time.Duration, dir string, cacheMiB, pageSize int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Hour)
 	defer cancel()
 	if dir == "" {
@@ -92,7 +93,7 @@ func run(nSpans, nLookups int, ingestFor time.Duration, dir string, cacheMiB int
 		defer os.RemoveAll(d)
 		dir = d
 	}
-	store, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(dir, "traces.db"), CacheMiB: cacheMiB})
+	store, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(dir, "traces.db"), CacheMiB: cacheMiB, PageSize: pageSize})
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"maps"
+	"reflect"
 	"time"
 
 	"github.com/kplane/kplane/ktrace"
@@ -127,6 +128,12 @@ func (e *chunkEncoder) str(s string) uint64 {
 func (e *chunkEncoder) proc(m map[string]string) uint64 {
 	if len(m) == 0 {
 		return 0
+	}
+	ptr := reflect.ValueOf(m).UnsafePointer()
+	for i, p := range e.procs {
+		if reflect.ValueOf(p).UnsafePointer() == ptr {
+			return uint64(i + 1)
+		}
 	}
 	for i, p := range e.procs {
 		if maps.Equal(p, m) {

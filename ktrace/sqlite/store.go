@@ -63,6 +63,8 @@ type Store struct {
 	// writer is used only by the transaction holding the one writer
 	// connection.
 	writer writerState
+	// Lookups by trace ID, prepared once on each reader.
+	readChunks, readExpired *sql.Stmt
 }
 
 var _ ktrace.Store = (*Store)(nil)
@@ -111,30 +113,35 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	// so a per-connection pragma set here stays in force.
 	// temp_store: multi-row INSERTs keep a statement journal, which
 	// would otherwise be a temporary file written page by page.
-	for _, pragma := range []string{
+	pragmas := []string{
 		fmt.Sprintf(`PRAGMA cache_size = -%d`, cfg.CacheMiB*1024),
 		`PRAGMA temp_store = MEMORY`,
-	} {
+	}
+	for _, pragma := range pragmas {
 		if _, err := w.ExecContext(ctx, pragma); err != nil {
 			w.Close()
 			return nil, fmt.Errorf("open span store: %w", err)
 		}
 	}
-	r, err := sqldb.Open(ctx, cfg.Path, cfg.Logger)
+	r, err := openReaders(ctx, cfg.Path, cfg.Readers)
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("open span store: %w", err)
 	}
-	// Readers never begin transactions (the DSN's BEGIN IMMEDIATE would
-	// take the write lock); each query reads the latest commit.
-	r.SetMaxOpenConns(cfg.Readers)
-	r.SetMaxIdleConns(cfg.Readers)
 	st := &Store{w: w, r: r, log: cfg.Logger, now: cfg.Now, rememberExpired: cfg.RememberExpired}
 	if st.writer.chunks, err = newRowInserter(ctx, w, `INSERT OR ROLLBACK INTO chunks (id, trace_id, first, last, n, data) VALUES `, 6, chunksPerInsert); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("open span store: %w", err)
 	}
 	if st.writer.search, err = newRowInserter(ctx, w, `INSERT OR ROLLBACK INTO search (service, name, last, chunk, first, chunks) VALUES `, 6, searchPerInsert); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("open span store: %w", err)
+	}
+	if st.readChunks, err = r.PrepareContext(ctx, `SELECT data FROM chunks WHERE trace_id = ?`); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("open span store: %w", err)
+	}
+	if st.readExpired, err = r.PrepareContext(ctx, `SELECT 1 FROM expired_traces WHERE trace_id = ?`); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("open span store: %w", err)
 	}
@@ -169,6 +176,28 @@ func create(ctx context.Context, path string, pageSize int) error {
 	return err
 }
 
+// openReaders opens the pool of read connections. They never begin
+// transactions (sqldb.Open's BEGIN IMMEDIATE would take the write lock):
+// each query reads the latest commit, and query_only makes sure it is only
+// read.
+func openReaders(ctx context.Context, path string, n int) (*sql.DB, error) {
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(5000)")
+	q.Add("_pragma", "query_only(1)")
+	db, err := sql.Open("sqlite", "file:"+(&url.URL{Path: path}).EscapedPath()+"?"+q.Encode())
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(n)
+	db.SetMaxIdleConns(n)
+	db.SetConnMaxLifetime(0)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
 // Close closes both connection pools.
 func (s *Store) Close() error { return errors.Join(s.r.Close(), s.w.Close()) }
 
@@ -193,7 +222,7 @@ func (s *Store) Trace(ctx context.Context, id ktrace.TraceID) (ktrace.Trace, err
 	}
 	out.Status = ktrace.Unknown
 	var one int
-	err = s.r.QueryRowContext(ctx, `SELECT 1 FROM expired_traces WHERE trace_id = ?`, id[:]).Scan(&one)
+	err = s.readExpired.QueryRowContext(ctx, id[:]).Scan(&one)
 	switch {
 	case err == nil:
 		out.Status = ktrace.Expired
@@ -204,7 +233,7 @@ func (s *Store) Trace(ctx context.Context, id ktrace.TraceID) (ktrace.Trace, err
 }
 
 func (s *Store) readTrace(ctx context.Context, id ktrace.TraceID) ([]ktrace.Span, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT data FROM chunks WHERE trace_id = ?`, id[:])
+	rows, err := s.readChunks.QueryContext(ctx, id[:])
 	if err != nil {
 		return nil, fail(ctx, "lookup", err)
 	}

@@ -150,6 +150,9 @@ func (s *Store) writeChunks(ctx context.Context, tx *sql.Tx, traces []*batchTrac
 			return err
 		}
 		w.index.addChunk(id, fresh)
+		if len(have) == 0 && oneService(fresh) {
+			continue // a pair within one service is not an edge
+		}
 		for _, e := range inmem.NewEdges(have, added) {
 			k := depKey{e.Hour.Unix(), e.Parent, e.Child}
 			c := deps[k]
@@ -193,6 +196,15 @@ func (s *Store) writeChunks(ctx context.Context, tx *sql.Tx, traces []*batchTrac
 		}
 	}
 	return nil
+}
+
+func oneService(spans []*ktrace.Span) bool {
+	for _, sp := range spans[1:] {
+		if sp.Service != spans[0].Service {
+			return false
+		}
+	}
+	return true
 }
 
 // appendFresh appends the spans whose IDs are not among the stored nodes.
