@@ -35,6 +35,10 @@ type Config struct {
 	Store StoreConfig `yaml:"store"`
 	Auth  AuthConfig  `yaml:"auth"`
 	Demo  DemoConfig  `yaml:"demo"`
+	// Driver runs the demo services: process (children of kplane) or
+	// docker (containers of a FROM scratch image of kplane, built on
+	// first use).
+	Driver string `yaml:"driver" env:"KPLANE_DRIVER"`
 
 	Autoscaler AutoscalerConfig `yaml:"autoscaler"`
 	Traces     TracesConfig     `yaml:"traces"`
@@ -140,6 +144,7 @@ func DefaultConfig() Config {
 		},
 		Store:      StoreConfig{Path: "kplane.db"},
 		Demo:       DemoConfig{Inventory: 2, Checkpoint: 2},
+		Driver:     "process",
 		Autoscaler: AutoscalerConfig{Enabled: true, Interval: "5s"},
 		Traces:     TracesConfig{Retention: "168h"},
 	}
@@ -266,6 +271,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Store.Path == "" {
 		return errors.New("store path is empty: set store.path")
+	}
+	if c.Driver != "process" && c.Driver != "docker" {
+		return fmt.Errorf("driver %q: want process or docker", c.Driver)
 	}
 	if c.Demo.Enabled && (c.Demo.Inventory < 0 || c.Demo.Checkpoint < 0) {
 		return errors.New("demo instance counts must not be negative")

@@ -13,7 +13,11 @@ func newDevCmd() *cobra.Command {
 an embedded etcd and a SQLite store in the data dir, the ticketing demo
 (inventory and checkpoint, two instances each) started as local processes
 and registered in etcd, and the web console. Prints the console URL and an
-admin token. Ctrl-C stops everything; the next start reuses the data dir.`,
+admin token. Ctrl-C stops everything; the next start reuses the data dir.
+
+--driver docker runs the demo as containers on the local Docker engine
+instead, from a FROM scratch image of this kplane binary (built on first
+start; the binary must be static, CGO_ENABLED=0), on the host network.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := f.load(cmd, DevConfig())
@@ -28,6 +32,7 @@ admin token. Ctrl-C stops everything; the next start reuses the data dir.`,
 	cmd.Flags().StringVar(&f.etcdListen, "etcd-listen", "", "embedded etcd client address (default 127.0.0.1:2379)")
 	cmd.Flags().StringVar(&f.etcdPeerListen, "etcd-peer-listen", "", "embedded etcd peer address (default 127.0.0.1:2380)")
 	cmd.Flags().BoolVar(&f.noDemo, "no-demo", false, "do not start the ticketing demo services")
+	cmd.Flags().StringVar(&f.driver, "driver", "", "run the demo as process (local children, the default) or docker (containers; env KPLANE_DRIVER)")
 	return cmd
 }
 

@@ -13,6 +13,7 @@ type configFlags struct {
 	file, listen, dataDir, logLevel, logFormat string
 	devToken, etcdListen, etcdPeerListen       string
 	etcdEndpoints                              []string
+	driver                                     string
 	noDemo                                     bool
 }
 
@@ -60,6 +61,9 @@ func (f *configFlags) load(cmd *cobra.Command, base Config) (Config, error) {
 	}
 	if set("etcd-endpoints") {
 		c.Etcd.Endpoints = f.etcdEndpoints
+	}
+	if set("driver") {
+		c.Driver = f.driver
 	}
 	if set("no-demo") && f.noDemo {
 		c.Demo.Enabled = false

@@ -119,9 +119,9 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer, dev bool) 
 
 	watcher := registry.NewWatcher(registry.WatcherConfig{Client: cli, Logger: log.With("component", "registry")})
 
-	var driver *process.Driver
+	var driver demoDriver
 	if cfg.Demo.Enabled {
-		driver, err = newDemoDriver(cfg, endpoints, watcher, log.With("component", "signalman"))
+		driver, err = newDemo(ctx, cfg, endpoints, watcher, stderr, log.With("component", "signalman"))
 		if err != nil {
 			return err
 		}
