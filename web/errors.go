@@ -8,6 +8,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/kplane/kplane/auth"
+	"github.com/kplane/kplane/hawaii"
 	"github.com/kplane/kplane/headquarter"
 	"github.com/kplane/kplane/ktrace"
 	"github.com/kplane/kplane/signalman"
@@ -75,6 +76,14 @@ func classify(err error) (status int, body errorBody) {
 		return http.StatusServiceUnavailable, errorBody{"this replica is not the autoscaler leader: retry, or send to the leader", "not_leader"}
 	case errors.Is(err, signalman.ErrNotConfirmed):
 		return http.StatusGatewayTimeout, errorBody{publicText(err), "not_confirmed"}
+	case errors.Is(err, hawaii.ErrUnsigned), errors.Is(err, hawaii.ErrBadSignature), errors.Is(err, hawaii.ErrStale):
+		return http.StatusUnauthorized, errorBody{publicText(err), "bad_signature"}
+	case errors.Is(err, hawaii.ErrInvalid), errors.Is(err, hawaii.ErrBadResults):
+		return http.StatusBadRequest, errorBody{publicText(err), "invalid"}
+	case errors.Is(err, hawaii.ErrNotFound), errors.Is(err, hawaii.ErrUnknownService):
+		return http.StatusNotFound, errorBody{publicText(err), "not_found"}
+	case errors.Is(err, errRateLimited):
+		return http.StatusTooManyRequests, errorBody{errRateLimited.Error(), "rate_limited"}
 	case errors.Is(err, errMethodNotAllowed):
 		return http.StatusMethodNotAllowed, errorBody{"method not allowed", "method_not_allowed"}
 	}
@@ -108,7 +117,10 @@ func (s *Server) fail(c *gin.Context, err error) {
 	case http.StatusUnauthorized:
 		c.Header("WWW-Authenticate", `Bearer realm="kplane"`)
 	case http.StatusTooManyRequests:
-		c.Header("Retry-After", retryOverloaded)
+		// A rate limiter knows how long to wait and has said so.
+		if c.Writer.Header().Get("Retry-After") == "" {
+			c.Header("Retry-After", retryOverloaded)
+		}
 	case http.StatusServiceUnavailable:
 		c.Header("Retry-After", retryUnavailable)
 	}

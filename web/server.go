@@ -90,6 +90,9 @@ type Config struct {
 	// Pipeline reviews, promotes and rolls back builds and locks
 	// environments. Nil leaves those routes unregistered.
 	Pipeline Pipeline
+	// Builds configures the build report, test result and audit log API;
+	// a nil Builds.Store leaves those routes unregistered.
+	Builds BuildAPI
 }
 
 // Server serves kplane's HTTP API and console.
@@ -216,6 +219,7 @@ func (s *Server) routes() *gin.Engine {
 	s.traceRoutes(e, api, ui)
 	s.autoscalerRoutes(e, api, ui)
 	s.deployRoutes(api)
+	s.buildRoutes(api)
 	s.pipelineRoutes(api)
 	ui.POST("/logout", s.requireCSRF, s.logout)
 
