@@ -25,6 +25,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -98,7 +99,8 @@ func run(format string, duration time.Duration, senders, spansPerReq, pageSize i
 		return err
 	}
 	defer store.Close()
-	in, err := ktrace.NewIngester(ktrace.IngesterConfig{Store: store})
+	timed := &timedStore{Store: store}
+	in, err := ktrace.NewIngester(ktrace.IngesterConfig{Store: timed})
 	if err != nil {
 		return err
 	}
@@ -224,6 +226,7 @@ func run(format string, duration time.Duration, senders, spansPerReq, pageSize i
 		format, senders, spansPerReq, elapsed.Round(time.Millisecond), requests.Load(), acked.Load(), stored, refused.Load(),
 		rate, float64(requests.Load())/elapsed.Seconds(), float64(len(tmpl))/(1<<20), float64(ms.HeapSys)/(1<<20),
 		info.Size()>>20, float64(written)/float64(max(1, acked.Load())), float64(cpu.Microseconds())/float64(max(1, acked.Load())))
+	fmt.Printf("%-8s store: %s\n", format, timed.summary())
 	if stored != acked.Load() {
 		return fmt.Errorf("%s: %d spans acknowledged but %d stored", format, acked.Load(), stored)
 	}
@@ -384,4 +387,44 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// timedStore records the size and duration of each batch the ingester
+// commits.
+type timedStore struct {
+	ktrace.Store
+	mu      sync.Mutex
+	sizes   []int
+	commits []time.Duration
+}
+
+func (t *timedStore) WriteSpans(ctx context.Context, spans []ktrace.Span) error {
+	start := time.Now()
+	err := t.Store.WriteSpans(ctx, spans)
+	d := time.Since(start)
+	t.mu.Lock()
+	t.sizes = append(t.sizes, len(spans))
+	t.commits = append(t.commits, d)
+	t.mu.Unlock()
+	return err
+}
+
+func (t *timedStore) summary() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.sizes) == 0 {
+		return "no batches"
+	}
+	total := 0
+	var busy time.Duration
+	for i, n := range t.sizes {
+		total += n
+		busy += t.commits[i]
+	}
+	c := slices.Clone(t.commits)
+	slices.Sort(c)
+	pct := func(p int) time.Duration { return c[min(len(c)-1, len(c)*p/100)].Round(10 * time.Microsecond) }
+	return fmt.Sprintf("%d batches of %d spans on average; WriteSpans p50 %s, p99 %s, max %s, %.1f µs per span",
+		len(t.sizes), total/len(t.sizes), pct(50), pct(99), c[len(c)-1].Round(10*time.Microsecond),
+		float64(busy.Microseconds())/float64(total))
 }
