@@ -53,7 +53,7 @@ func (g *gate) WaitInstances(ctx context.Context, name string, ok func([]registr
 	return g.w.WaitInstances(ctx, name, ok)
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	cli := dockertest.Client(t)
 	image := dockertest.BuildDemoImage(t)
@@ -109,7 +109,7 @@ func (f *fixture) target(service string) signalman.Target {
 
 // containers lists the names of the test's managed containers of service
 // ("" for all), straight from the engine.
-func (f *fixture) containers(t *testing.T, service string) []string {
+func (f *fixture) containers(t testing.TB, service string) []string {
 	t.Helper()
 	args := filters.NewArgs(filters.Arg("label", "kplane.managed=true"), filters.Arg("label", "kplane.env="+f.env))
 	if service != "" {
@@ -373,4 +373,28 @@ func TestInvalidRequests(t *testing.T) {
 			}
 		})
 	}
+}
+
+// BenchmarkScaleUp measures a scale-up from 0 to 4 containers, confirmed
+// through the registry, and reports the time per instance (the scale-down
+// that follows each round is not timed).
+func BenchmarkScaleUp(b *testing.B) {
+	f := newFixture(b)
+	ctx := b.Context()
+	tg := f.target("inventory")
+	const n = 4
+	var total time.Duration
+	for b.Loop() {
+		start := time.Now()
+		if _, err := f.driver.Scale(ctx, tg, n); err != nil {
+			b.Fatal(err)
+		}
+		total += time.Since(start)
+		b.StopTimer()
+		if _, err := f.driver.Scale(ctx, tg, 0); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(total.Milliseconds())/float64(b.N*n), "ms/instance")
 }
