@@ -55,6 +55,10 @@ func classify(err error) (status int, body errorBody) {
 		return http.StatusForbidden, errorBody{"missing or wrong CSRF token: reload the page and try again", "csrf"}
 	case errors.Is(err, errMediaType):
 		return http.StatusUnsupportedMediaType, errorBody{publicText(err), "unsupported_media_type"}
+	case errors.Is(err, ktrace.ErrTooLarge):
+		// 413 as for an oversized body, but saying which limit: the client
+		// must send fewer spans per request, not fewer bytes.
+		return http.StatusRequestEntityTooLarge, errorBody{publicText(err), "too_large"}
 	case errors.Is(err, ktrace.ErrOverloaded):
 		return http.StatusTooManyRequests, errorBody{"span ingest is saturated: retry later", "overloaded"}
 	case errors.Is(err, ktrace.ErrUnavailable):
@@ -94,7 +98,7 @@ func classify(err error) (status int, body errorBody) {
 // leaves, which reads as noise to a person.
 func publicText(err error) string {
 	msg := err.Error()
-	for _, s := range []error{auth.ErrInvalid, auth.ErrNotFound, auth.ErrExists, auth.ErrForbidden, errMalformed, errNotFound, errMediaType, ktrace.ErrInvalid} {
+	for _, s := range []error{auth.ErrInvalid, auth.ErrNotFound, auth.ErrExists, auth.ErrForbidden, errMalformed, errNotFound, errMediaType, ktrace.ErrInvalid, ktrace.ErrTooLarge} {
 		if trimmed, ok := strings.CutSuffix(msg, ": "+s.Error()); ok {
 			return trimmed
 		}

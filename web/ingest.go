@@ -75,13 +75,6 @@ func (s *Server) ingestOTLP(c *gin.Context) {
 		return
 	}
 	batch, err := otlp.Decode(body, enc)
-	if errors.Is(err, otlp.ErrTooLarge) {
-		// 413 as for an oversized body, but saying which limit: the client
-		// must send fewer spans per request, not fewer bytes.
-		msg := strings.TrimSuffix(err.Error(), ": "+otlp.ErrTooLarge.Error())
-		c.AbortWithStatusJSON(http.StatusRequestEntityTooLarge, errorBody{msg, "too_large"})
-		return
-	}
 	if err != nil {
 		s.fail(c, err)
 		return

@@ -1,9 +1,9 @@
 package otlp
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
+	"github.com/kplane/kplane/internal/jsonlimit"
 	"strconv"
 
 	"github.com/kplane/kplane/ktrace"
@@ -414,71 +414,16 @@ func skipField(buf []byte, pos int, wt int) (int, error) {
 
 // checkJSON bounds a JSON request the same way, by its syntax alone: every
 // object, and every item of an array, is at most one element pdata
-// allocates. Nesting is bounded by maxJSONDepth. The count covers the whole
-// input whatever its syntax; syntax errors are left to pdata, whose
-// messages name them.
+// allocates. Nesting is bounded by maxJSONDepth.
 func checkJSON(data []byte) error {
-	var c counter
-	var arrays [maxJSONDepth]bool // for each open bracket, whether it is an array
-	depth := 0
-	item := false // the next value is an array item
-	for i := 0; i < len(data); i++ {
-		ch := data[i]
-		switch ch {
-		case ' ', '\t', '\n', '\r':
-			continue
-		case '{', '[':
-			if depth == maxJSONDepth {
-				return fmt.Errorf("nests more than %d levels deep (attribute values may nest %d levels)", maxJSONDepth, MaxValueDepth)
-			}
-			if ch == '{' || item {
-				if err := c.element(); err != nil {
-					return err
-				}
-			}
-			arrays[depth] = ch == '['
-			depth++
-			item = ch == '['
-			continue
-		case '}', ']':
-			if depth > 0 {
-				depth--
-			}
-		case ',':
-			item = depth > 0 && arrays[depth-1]
-			continue
-		default:
-			if item {
-				if err := c.element(); err != nil {
-					return err
-				}
-			}
-			if ch == '"' {
-				i = stringEnd(data, i+1)
-			}
-		}
-		item = false
+	err := jsonlimit.Check(data, MaxElements, maxJSONDepth)
+	var ee *jsonlimit.ElementsError
+	if errors.As(err, &ee) {
+		return errTooManyElements
 	}
-	return nil
-}
-
-// stringEnd is the index of the quote that ends the JSON string starting
-// at i (len(data) if none does): the first one not escaped by an odd
-// number of backslashes.
-func stringEnd(data []byte, i int) int {
-	for {
-		q := bytes.IndexByte(data[i:], '"')
-		if q < 0 {
-			return len(data)
-		}
-		i += q
-		backslashes := 0
-		for j := i - 1; j >= 0 && data[j] == '\\'; j-- {
-			backslashes++
-		}
-		if backslashes%2 == 0 {
-			return i
-		}
-		i++
+	var de *jsonlimit.DepthError
+	if errors.As(err, &de) {
+		return fmt.Errorf("nests more than %d levels deep (attribute values may nest %d levels)", maxJSONDepth, MaxValueDepth)
 	}
+	return err
 }

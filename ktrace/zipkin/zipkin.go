@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/kplane/kplane/internal/jsonlimit"
 	"hash/fnv"
 	"io"
 	"math"
@@ -66,9 +67,30 @@ type span struct {
 	BinaryAnnotations []binaryAnnotation `json:"binaryAnnotations"`
 }
 
+// Limits of one request. A Zipkin span is a handful of elements (the span,
+// its endpoints, each annotation); MaxElements allows 20 MiB of real spans
+// (about 8 elements per 600 bytes)
+// and bounds what a hostile request makes kplane allocate.
+const (
+	MaxSpans    = 100_000
+	MaxElements = 600_000
+	// maxDepth is [ span { endpoint or annotations [ annotation { , with
+	// room for a stray wrapper; nothing in Zipkin v2 nests deeper.
+	maxDepth = 6
+)
+
 // Decode parses a JSON array of Zipkin v2 spans. Errors wrap
 // ktrace.ErrInvalid and name the offending span.
 func Decode(data []byte) ([]ktrace.Span, error) {
+	// Bound the cost before decoding: [{},{},...] would otherwise become a
+	// struct per three bytes, gigabytes from a 20 MiB body.
+	if err := jsonlimit.Check(data, MaxElements, maxDepth); err != nil {
+		var ee *jsonlimit.ElementsError
+		if errors.As(err, &ee) {
+			return nil, fmt.Errorf("Zipkin request holds more than %d elements (spans, annotations, endpoints); send smaller batches: %w", MaxElements, ktrace.ErrTooLarge)
+		}
+		return nil, fmt.Errorf("%w: Zipkin JSON: %v (spans nest %d levels at most)", ktrace.ErrInvalid, err, maxDepth)
+	}
 	var in []span
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&in); err != nil {
@@ -76,6 +98,9 @@ func Decode(data []byte) ([]ktrace.Span, error) {
 	}
 	if dec.More() {
 		return nil, fmt.Errorf("%w: Zipkin JSON: data after the span list", ktrace.ErrInvalid)
+	}
+	if len(in) > MaxSpans {
+		return nil, fmt.Errorf("Zipkin request holds %d spans, more than %d; send smaller batches: %w", len(in), MaxSpans, ktrace.ErrTooLarge)
 	}
 	out := make([]ktrace.Span, 0, len(in))
 	for i := range in {

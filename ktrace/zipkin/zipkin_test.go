@@ -210,3 +210,27 @@ func TestShortIDsArePadded(t *testing.T) {
 		t.Errorf("service %q, want Zipkin's \"unknown\"", s.Service)
 	}
 }
+
+// A small hostile request must not make kplane allocate gigabytes: 20 MiB
+// of [{},{},...] once decoded to 8.5 GB. It is refused before decoding.
+func TestDecodeRefusesCostlyRequestsCheaply(t *testing.T) {
+	for name, tc := range map[string]struct {
+		body []byte
+		want error
+	}{
+		"empty spans":      {[]byte("[" + strings.Repeat("{},", 7_000_000) + "{}]"), ktrace.ErrTooLarge},
+		"deeply nested":    {[]byte(`[{"tags":` + strings.Repeat("[", 50) + strings.Repeat("]", 50) + `}]`), ktrace.ErrInvalid},
+		"many annotations": {[]byte(`[{"annotations":[` + strings.Repeat(`{"timestamp":1,"value":"x"},`, 700_000) + `{}]}]`), ktrace.ErrTooLarge},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var err error
+			allocs := testing.AllocsPerRun(1, func() { _, err = Decode(tc.body) })
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+			if allocs > 100 {
+				t.Fatalf("%v allocations before refusing, want a handful", allocs)
+			}
+		})
+	}
+}
