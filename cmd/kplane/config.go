@@ -42,6 +42,7 @@ type Config struct {
 
 	Autoscaler AutoscalerConfig `yaml:"autoscaler"`
 	Traces     TracesConfig     `yaml:"traces"`
+	Builds     BuildsConfig     `yaml:"builds"`
 }
 
 // TracesConfig configures KTrace's span store.
@@ -233,6 +234,9 @@ func loadEnv(v reflect.Value, lookup func(string) (string, bool)) error {
 // Validate reports the first setting a person must fix, in words they can
 // act on.
 func (c *Config) Validate() error {
+	if _, err := c.Builds.secrets(); err != nil {
+		return err
+	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("listen %q: want host:port, e.g. 127.0.0.1:8080", c.Listen)
 	}

@@ -68,6 +68,7 @@ Start here:  kplane dev       (embedded etcd, SQLite and the ticketing demo)`,
 		newDeployCmd(),
 		newEnvCmd(),
 		newPromoteCmd(),
+		newBuildCmd(),
 	)
 	return root
 }

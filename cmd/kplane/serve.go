@@ -155,6 +155,9 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer, dev bool) 
 		Ingester:      ingester,
 	}
 	as.configureWeb(&webCfg)
+	if webCfg.Builds, err = buildAPI(cfg, db, watcher); err != nil {
+		return err
+	}
 	var deployer *signalman.Deployer
 	if driver != nil {
 		deployer, err = signalman.NewDeployer(signalman.DeployerConfig{
