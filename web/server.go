@@ -212,7 +212,7 @@ func (s *Server) routes() *gin.Engine {
 	ui.GET("/", func(c *gin.Context) { c.Redirect(http.StatusFound, "/services") })
 	ui.GET("/services", s.servicesPage)
 	ui.GET("/ui/events/services", s.serviceEvents)
-	ui.GET("/builds", s.comingPage(comingBuilds))
+	s.hawaiiUIRoutes(ui)
 	// Each feature registers its own API and console routes, in its own
 	// file.
 	s.ingestRoutes(e)

@@ -1,0 +1,296 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/kplane/kplane/hawaii"
+)
+
+// buildPageSize is how many builds one page of /builds lists.
+const buildPageSize = 25
+
+// prodReader is the optional part of a Pipeline that knows which build
+// runs in prod; *hawaii.Pipeline has it. Without it the builds page shows
+// the newest build whose prod stage passed.
+type prodReader interface {
+	InProd(ctx context.Context, service string) (*hawaii.Build, error)
+}
+
+// hawaiiUIRoutes registers the builds, build and review pages when both a
+// build store and a pipeline are configured; otherwise /builds says what
+// is coming.
+func (s *Server) hawaiiUIRoutes(ui *gin.RouterGroup) {
+	if s.cfg.Builds.Store == nil || s.cfg.Pipeline == nil {
+		ui.GET("/builds", s.comingPage(comingBuilds))
+		return
+	}
+	ui.GET("/builds", s.buildsPage)
+	ui.GET("/builds/:id", s.buildPage)
+	ui.GET("/builds/:id/review", s.reviewPage)
+	ui.POST("/builds/:id/promote", s.requireCSRF, s.promoteForm)
+}
+
+// failBuildPage shows a store or pipeline error as a page.
+func (s *Server) failBuildPage(c *gin.Context, err error) {
+	if errors.Is(err, hawaii.ErrNotFound) {
+		err = fmt.Errorf("%w: %w", errNotFound, err)
+	}
+	s.failPage(c, err)
+}
+
+type envVersion struct {
+	Env     hawaii.Stage
+	Version string
+	BuildID int64
+}
+
+type buildRow struct {
+	hawaii.BuildView
+	Tests hawaii.TestCounts
+	When  string
+}
+
+type buildsView struct {
+	Services []string
+	Service  string
+	Current  []envVersion
+	Builds   []buildRow
+	// Older is the query of the next page, empty on the last one.
+	Older string
+	// First is false on every page after the first.
+	First bool
+}
+
+func (s *Server) buildsPage(c *gin.Context) {
+	ctx := c.Request.Context()
+	store := s.cfg.Builds.Store
+	v := buildsView{Service: c.Query("service"), First: c.Query("before") == ""}
+	var before int64
+	if b := c.Query("before"); b != "" {
+		n, err := strconv.ParseInt(b, 10, 64)
+		if err != nil || n <= 0 {
+			s.failPage(c, fmt.Errorf("before %q is not a build ID: %w", b, errMalformed))
+			return
+		}
+		before = n
+	}
+	// The picker offers registered services and those with builds.
+	recent, err := store.Builds(ctx, hawaii.BuildQuery{Limit: hawaii.MaxLimit})
+	if err != nil {
+		s.failBuildPage(c, err)
+		return
+	}
+	for _, svc := range s.services.Services() {
+		v.Services = append(v.Services, svc.Name)
+	}
+	for _, b := range recent {
+		v.Services = append(v.Services, b.Service)
+	}
+	slices.Sort(v.Services)
+	v.Services = slices.Compact(v.Services)
+	if v.Service == "" && len(recent) > 0 {
+		v.Service = recent[0].Service
+	}
+	if v.Service == "" {
+		s.render(c, http.StatusOK, "builds", pageData{Title: "Builds", Nav: "builds", Page: v})
+		return
+	}
+	page, err := store.Builds(ctx, hawaii.BuildQuery{Service: v.Service, Before: before, Limit: buildPageSize + 1})
+	if err != nil {
+		s.failBuildPage(c, err)
+		return
+	}
+	if len(page) > buildPageSize {
+		page = page[:buildPageSize]
+		q := url.Values{"service": {v.Service}, "before": {strconv.FormatInt(page[len(page)-1].ID, 10)}}
+		v.Older = q.Encode()
+	}
+	now := s.now()
+	for _, b := range page {
+		row := buildRow{BuildView: b, When: ago(now, b.ReportedAt)}
+		for _, st := range b.Stages {
+			row.Tests = row.Tests.Add(st.Tests)
+		}
+		v.Builds = append(v.Builds, row)
+	}
+	if v.Current, err = s.currentVersions(ctx, v.Service); err != nil {
+		s.failBuildPage(c, err)
+		return
+	}
+	s.render(c, http.StatusOK, "builds", pageData{Title: "Builds", Nav: "builds", Page: v})
+}
+
+// currentVersions finds the version in each environment: for alpha and
+// QA the newest build that passed there, for prod the pipeline's answer.
+func (s *Server) currentVersions(ctx context.Context, service string) ([]envVersion, error) {
+	bs, err := s.cfg.Builds.Store.Builds(ctx, hawaii.BuildQuery{Service: service, Limit: hawaii.MaxLimit})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]envVersion, 0, len(hawaii.Stages))
+	for _, st := range hawaii.Stages {
+		ev := envVersion{Env: st}
+		for _, b := range bs {
+			if b.Stage(st).Status == hawaii.StatusPassed {
+				ev.Version, ev.BuildID = b.Version, b.ID
+				break
+			}
+		}
+		if pr, ok := s.cfg.Pipeline.(prodReader); ok && st == hawaii.StageProd {
+			b, err := pr.InProd(ctx, service)
+			if err != nil {
+				return nil, err
+			}
+			ev.Version, ev.BuildID = "", 0
+			if b != nil {
+				ev.Version, ev.BuildID = b.Version, b.ID
+			}
+		}
+		out = append(out, ev)
+	}
+	return out, nil
+}
+
+type stepRow struct {
+	hawaii.Step
+	Took string
+}
+
+type stageView struct {
+	hawaii.StageRecord
+	Steps []stepRow
+	Cases []hawaii.TestCase
+}
+
+type buildView struct {
+	hawaii.BuildView
+	Stages     []stageView
+	Promotions []hawaii.Promotion
+}
+
+func (s *Server) buildPage(c *gin.Context) {
+	id, err := buildID(c)
+	if err != nil {
+		s.failPage(c, err)
+		return
+	}
+	ctx := c.Request.Context()
+	b, err := s.cfg.Builds.Store.Build(ctx, id)
+	if err != nil {
+		s.failBuildPage(c, err)
+		return
+	}
+	cases, err := s.cfg.Builds.Store.Results(ctx, id, "")
+	if err != nil {
+		s.failBuildPage(c, err)
+		return
+	}
+	v := buildView{BuildView: b, Promotions: s.cfg.Pipeline.Promotions(id)}
+	for _, st := range b.Stages {
+		sv := stageView{StageRecord: st}
+		for _, step := range st.Steps {
+			row := stepRow{Step: step}
+			if d := step.Duration(); d > 0 {
+				row.Took = d.Round(time.Millisecond).String()
+			}
+			sv.Steps = append(sv.Steps, row)
+		}
+		for _, tc := range cases {
+			if tc.Stage == st.Stage {
+				sv.Cases = append(sv.Cases, tc)
+			}
+		}
+		v.Stages = append(v.Stages, sv)
+	}
+	s.render(c, http.StatusOK, "build", pageData{Title: b.Service + " " + b.Version, Nav: "builds", Page: v})
+}
+
+type reviewView struct {
+	hawaii.Review
+	// Rollout is the build's latest promotion into prod, if any.
+	Rollout *hawaii.Promotion
+	// Events is the URL of the rollout's live steps, empty when no
+	// deployer is configured.
+	Events string
+	// Error says why the promotion just asked for was refused.
+	Error string
+}
+
+func (s *Server) reviewPage(c *gin.Context) {
+	id, err := buildID(c)
+	if err != nil {
+		s.failPage(c, err)
+		return
+	}
+	s.showReview(c, id, http.StatusOK, "")
+}
+
+func (s *Server) showReview(c *gin.Context, id int64, status int, msg string) {
+	r, err := s.cfg.Pipeline.Review(c.Request.Context(), id, identity(c), false)
+	if err != nil {
+		s.failBuildPage(c, err)
+		return
+	}
+	v := reviewView{Review: r, Error: msg}
+	for _, p := range s.cfg.Pipeline.Promotions(id) {
+		if p.Env == string(hawaii.StageProd) && (v.Rollout == nil || p.ID > v.Rollout.ID) {
+			v.Rollout = &p
+		}
+	}
+	if v.Rollout != nil && v.Rollout.DeployID != "" && s.cfg.Deploys != nil {
+		v.Events = "/api/v1/deploys/" + url.PathEscape(v.Rollout.DeployID) + "/events"
+	}
+	s.render(c, status, "review", pageData{Title: "Review " + r.Candidate.Service + " " + r.Candidate.Version, Nav: "builds", Page: v})
+}
+
+// promoteForm promotes a build to prod as the signed-in user and goes
+// back to the review page, which then follows the rollout.
+func (s *Server) promoteForm(c *gin.Context) {
+	id, err := buildID(c)
+	if err != nil {
+		s.failPage(c, err)
+		return
+	}
+	who := identity(c)
+	pr, err := s.cfg.Pipeline.Promote(c.Request.Context(), id, who, false)
+	var be *hawaii.BlockedError
+	if errors.As(err, &be) {
+		status := http.StatusConflict
+		if be.Only(hawaii.BlockRole, hawaii.BlockCommitter) {
+			status = http.StatusForbidden
+		}
+		s.showReview(c, id, status, "Not promoted: "+be.Error())
+		return
+	}
+	if err != nil {
+		s.failBuildPage(c, err)
+		return
+	}
+	requestLogger(c, s.log).Info("build promoted", "build", id, "version", pr.Version, "deploy", pr.DeployID, "user", who.User)
+	c.Redirect(http.StatusSeeOther, fmt.Sprintf("/builds/%d/review", id))
+}
+
+// ago says how long before now t was, coarsely.
+func ago(now, t time.Time) string {
+	d := now.Sub(t)
+	switch {
+	case t.IsZero():
+		return ""
+	case d < time.Minute:
+		return "just now"
+	case d < time.Hour:
+		return fmt.Sprintf("%d min ago", int(d/time.Minute))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%d h ago", int(d/time.Hour))
+	}
+	return fmt.Sprintf("%d days ago", int(d/(24*time.Hour)))
+}
