@@ -43,6 +43,7 @@ type Config struct {
 	Autoscaler AutoscalerConfig `yaml:"autoscaler"`
 	Traces     TracesConfig     `yaml:"traces"`
 	Builds     BuildsConfig     `yaml:"builds"`
+	Pipeline   PipelineConfig   `yaml:"pipeline"`
 }
 
 // TracesConfig configures KTrace's span store.
@@ -235,6 +236,9 @@ func loadEnv(v reflect.Value, lookup func(string) (string, bool)) error {
 // act on.
 func (c *Config) Validate() error {
 	if _, err := c.Builds.secrets(); err != nil {
+		return err
+	}
+	if err := c.Pipeline.validate(); err != nil {
 		return err
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {

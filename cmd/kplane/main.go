@@ -69,6 +69,7 @@ Start here:  kplane dev       (embedded etcd, SQLite and the ticketing demo)`,
 		newEnvCmd(),
 		newPromoteCmd(),
 		newBuildCmd(),
+		newSmokeCmd(),
 	)
 	return root
 }

@@ -170,6 +170,13 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer, dev bool) 
 		}
 		webCfg.Deploys = deployer
 	}
+	var pipe *pipeline
+	if deployer != nil {
+		if pipe, err = newPipeline(ctx, cfg, dev, cli, webCfg.Builds.Store, deployer, endpoints, log); err != nil {
+			return fmt.Errorf("pipeline: %w", err)
+		}
+		pipe.configureWeb(&webCfg)
+	}
 	webSrv, err := web.New(webCfg)
 	if err != nil {
 		return err
@@ -225,6 +232,9 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer, dev bool) 
 	}
 	if as != nil {
 		goRun("autoscaler", as.run)
+	}
+	if pipe != nil {
+		goRun("pipeline", pipe.run)
 	}
 
 	select {
