@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/kplane/kplane/registry"
 	"log/slog"
 	"time"
 
@@ -62,7 +63,7 @@ func newAutoscaler(ctx context.Context, cfg Config, cli *clientv3.Client, db *sq
 	}
 	log.Info("autoscaler", "source", ac.source(), "prometheus_url", ac.PrometheusURL, "interval", ac.interval())
 	sc, err := scout.New(scout.Config{
-		Sources: []scout.Source{src}, Registry: services, Interval: ac.interval(),
+		Sources: []scout.Source{src}, Registry: envRegistry{services, autoscaledEnv}, Interval: ac.interval(),
 		Logger: log.With("component", "scout"), Registerer: reg,
 	})
 	if err != nil {
@@ -82,7 +83,7 @@ func newAutoscaler(ctx context.Context, cfg Config, cli *clientv3.Client, db *sq
 	if err != nil {
 		return nil, err
 	}
-	scaler := orchestratorScaler{orch: orch, defaultEnv: "dev"}
+	scaler := orchestratorScaler{orch: orch, defaultEnv: autoscaledEnv}
 	loop, err := headquarter.NewLoop(headquarter.LoopConfig{
 		Observer: scoutObserver{scout: sc}, Scaler: leader.Fenced(scaler), Policies: store, Decisions: store,
 		Interval: ac.interval(), Logger: log.With("component", "headquarter"), Registerer: reg,
@@ -239,4 +240,32 @@ func (m manualScaler) ScaleManually(ctx context.Context, service string, n int, 
 		m.log.Warn("cannot record a manual decision", "service", service, "err", rerr)
 	}
 	return res, err
+}
+
+// autoscaledEnv is the environment the autoscaler observes and scales: the
+// demo's. The same service also runs in HAWAII's alpha, qa and prod
+// environments, whose instances are neither this environment's capacity
+// nor its load.
+const autoscaledEnv = "dev"
+
+// envRegistry shows scout only the instances of one environment.
+type envRegistry struct {
+	all scout.Registry
+	env string
+}
+
+func (r envRegistry) Services() []registry.Service {
+	var out []registry.Service
+	for _, svc := range r.all.Services() {
+		var in []registry.Instance
+		for _, inst := range svc.Instances {
+			if inst.Env == r.env {
+				in = append(in, inst)
+			}
+		}
+		if len(in) > 0 {
+			out = append(out, registry.Service{Name: svc.Name, Instances: in})
+		}
+	}
+	return out
 }
