@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/kplane/kplane/registry"
+	scoutes "github.com/kplane/kplane/scout/elasticsearch"
 	"log/slog"
 	"time"
 
@@ -55,6 +56,8 @@ func newAutoscaler(ctx context.Context, cfg Config, cli *clientv3.Client, db *sq
 	switch ac.source() {
 	case "prometheus":
 		src, err = scoutprom.New(scoutprom.Config{URL: ac.PrometheusURL})
+	case "elasticsearch":
+		src, err = scoutes.New(scoutes.Config{URL: ac.ElasticsearchURL, Index: ac.ElasticsearchIndex})
 	default:
 		src, err = scrape.New(scrape.Config{})
 	}

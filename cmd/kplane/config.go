@@ -77,6 +77,11 @@ type AutoscalerConfig struct {
 	Source string `yaml:"source" env:"KPLANE_AUTOSCALER_SOURCE"`
 	// PrometheusURL is the Prometheus HTTP API, e.g. http://127.0.0.1:9090.
 	PrometheusURL string `yaml:"prometheus_url" env:"KPLANE_PROMETHEUS_URL"`
+	// ElasticsearchURL and ElasticsearchIndex locate the access logs for
+	// source elasticsearch (QPS only; CPU and memory are then missing, so
+	// policies should disable them).
+	ElasticsearchURL   string `yaml:"elasticsearch_url" env:"KPLANE_ELASTICSEARCH_URL"`
+	ElasticsearchIndex string `yaml:"elasticsearch_index" env:"KPLANE_ELASTICSEARCH_INDEX"`
 	// Interval between observations and evaluations, a Go duration.
 	Interval string `yaml:"interval" env:"KPLANE_AUTOSCALER_INTERVAL"`
 }
@@ -310,8 +315,13 @@ func (c *Config) Validate() error {
 			if a.PrometheusURL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 				return fmt.Errorf("autoscaler prometheus_url %q: want a URL like http://127.0.0.1:9090 (or autoscaler.source: scrape)", a.PrometheusURL)
 			}
+		case "elasticsearch":
+			u, err := url.Parse(a.ElasticsearchURL)
+			if a.ElasticsearchURL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return fmt.Errorf("autoscaler elasticsearch_url %q: want a URL like http://127.0.0.1:9200", a.ElasticsearchURL)
+			}
 		default:
-			return fmt.Errorf("autoscaler source %q: want scrape or prometheus", a.Source)
+			return fmt.Errorf("autoscaler source %q: want scrape, prometheus or elasticsearch", a.Source)
 		}
 		if d, err := time.ParseDuration(a.Interval); err != nil || d < 100*time.Millisecond {
 			return fmt.Errorf("autoscaler interval %q: want a duration of at least 100ms, like 5s", a.Interval)

@@ -100,9 +100,20 @@ func TestConfigValidate(t *testing.T) {
 			c.Etcd.Embedded = false
 			c.Etcd.Endpoints = []string{"127.0.0.1:2379"}
 		}, "want a URL"},
-		"short dev token":     {func(c *Config) { c.Auth.DevToken = "abc" }, "shorter than 8"},
-		"bad retention":       {func(c *Config) { c.Traces.Retention = "a week" }, "traces retention"},
-		"tiny retention":      {func(c *Config) { c.Traces.Retention = "1s" }, "at least 1m"},
+		"short dev token":        {func(c *Config) { c.Auth.DevToken = "abc" }, "shorter than 8"},
+		"bad retention":          {func(c *Config) { c.Traces.Retention = "a week" }, "traces retention"},
+		"tiny retention":         {func(c *Config) { c.Traces.Retention = "1s" }, "at least 1m"},
+		"unknown metrics source": {func(c *Config) { c.Autoscaler.Source = "graphite" }, "want scrape, prometheus or elasticsearch"},
+		"prometheus without url": {func(c *Config) { c.Autoscaler.Source = "prometheus" }, "prometheus_url"},
+		"elasticsearch bad url": {func(c *Config) {
+			c.Autoscaler.Source = "elasticsearch"
+			c.Autoscaler.ElasticsearchURL = "es:9200"
+		}, "elasticsearch_url"},
+		"elasticsearch": {func(c *Config) {
+			c.Autoscaler.Source = "elasticsearch"
+			c.Autoscaler.ElasticsearchURL = "http://127.0.0.1:9200"
+		}, ""},
+		"tiny interval":       {func(c *Config) { c.Autoscaler.Interval = "1ms" }, "at least 100ms"},
 		"unknown trace store": {func(c *Config) { c.Traces.Store = "cassandra" }, "want sqlite or mysql"},
 		"mysql without dsn":   {func(c *Config) { c.Traces.Store = "mysql" }, "needs traces.mysql_dsn"},
 		"mysql bad dsn": {func(c *Config) {
