@@ -1,6 +1,7 @@
 package sqlite_test
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"path/filepath"
@@ -59,4 +60,37 @@ func BenchmarkWriteSpans(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "spans/s")
+}
+
+// BenchmarkTrace measures a lookup by trace ID among 100k stored spans,
+// with a cancellable context as an HTTP handler passes.
+func BenchmarkTrace(b *testing.B) {
+	s, err := sqlite.Open(b.Context(), sqlite.Config{Path: filepath.Join(b.TempDir(), "traces.db")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	var seq uint64
+	now := time.Now()
+	var ids []ktrace.TraceID
+	for range 100 {
+		spans := batch(&seq, 1000, now)
+		for i := 0; i < len(spans); i += 15 {
+			ids = append(ids, spans[i].TraceID)
+		}
+		if err := s.WriteSpans(b.Context(), spans); err != nil {
+			b.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(b.Context())
+	defer cancel()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		tr, err := s.Trace(ctx, ids[i%len(ids)])
+		if err != nil || len(tr.Spans) < 10 {
+			b.Fatalf("Trace = %d spans, %v", len(tr.Spans), err)
+		}
+		i += 7919
+	}
 }
