@@ -55,7 +55,7 @@ func newAutoscaler(ctx context.Context, cfg Config, cli *clientv3.Client, db *sq
 	var err error
 	switch ac.source() {
 	case "prometheus":
-		src, err = scoutprom.New(scoutprom.Config{URL: ac.PrometheusURL})
+		src, err = scoutprom.New(scoutprom.Config{URL: ac.PrometheusURL, Queries: promQueries(ac.PrometheusQueries)})
 	case "elasticsearch":
 		src, err = scoutes.New(scoutes.Config{URL: ac.ElasticsearchURL, Index: ac.ElasticsearchIndex})
 	default:
@@ -271,4 +271,17 @@ func (r envRegistry) Services() []registry.Service {
 		}
 	}
 	return out
+}
+
+// promQueries overlays the configured PromQL on the defaults; nil keeps
+// the defaults entirely.
+func promQueries(custom map[string]string) map[scout.Metric]string {
+	if len(custom) == 0 {
+		return nil
+	}
+	q := scoutprom.DefaultQueries(scoutprom.DefaultCPULimit, scoutprom.DefaultMemoryLimit)
+	for k, v := range custom {
+		q[scout.Metric(k)] = v
+	}
+	return q
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/kplane/kplane/registry"
+	"github.com/kplane/kplane/scout"
 )
 
 type fixedServices []registry.Service
@@ -31,5 +32,18 @@ func TestEnvRegistryShowsOneEnvironment(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v\nwant %+v", got, want)
+	}
+}
+
+func TestPromQueriesOverlayTheDefaults(t *testing.T) {
+	if promQueries(nil) != nil {
+		t.Fatal("no custom queries must keep the source's defaults (nil)")
+	}
+	q := promQueries(map[string]string{"qps": `sum by (service)(rate(http_requests_total[15s]))`})
+	if q[scout.QPS] != `sum by (service)(rate(http_requests_total[15s]))` {
+		t.Fatalf("qps query = %q", q[scout.QPS])
+	}
+	if q[scout.CPU] == "" || q[scout.Memory] == "" {
+		t.Fatalf("the other metrics lost their default queries: %v", q)
 	}
 }

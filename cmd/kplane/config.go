@@ -77,6 +77,10 @@ type AutoscalerConfig struct {
 	Source string `yaml:"source" env:"KPLANE_AUTOSCALER_SOURCE"`
 	// PrometheusURL is the Prometheus HTTP API, e.g. http://127.0.0.1:9090.
 	PrometheusURL string `yaml:"prometheus_url" env:"KPLANE_PROMETHEUS_URL"`
+	// PrometheusQueries replaces the default PromQL of some metrics (keys
+	// qps, cpu, memory; see scout/prometheus DefaultQueries). Each query
+	// must return one series per service, labelled service.
+	PrometheusQueries map[string]string `yaml:"prometheus_queries"`
 	// ElasticsearchURL and ElasticsearchIndex locate the access logs for
 	// source elasticsearch (QPS only; CPU and memory are then missing, so
 	// policies should disable them).
@@ -314,6 +318,14 @@ func (c *Config) Validate() error {
 			u, err := url.Parse(a.PrometheusURL)
 			if a.PrometheusURL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 				return fmt.Errorf("autoscaler prometheus_url %q: want a URL like http://127.0.0.1:9090 (or autoscaler.source: scrape)", a.PrometheusURL)
+			}
+			for k, q := range a.PrometheusQueries {
+				if k != "qps" && k != "cpu" && k != "memory" {
+					return fmt.Errorf("autoscaler prometheus_queries: unknown metric %q: want qps, cpu or memory", k)
+				}
+				if strings.TrimSpace(q) == "" {
+					return fmt.Errorf("autoscaler prometheus_queries.%s is empty", k)
+				}
 			}
 		case "elasticsearch":
 			u, err := url.Parse(a.ElasticsearchURL)

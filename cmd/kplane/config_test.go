@@ -113,6 +113,14 @@ func TestConfigValidate(t *testing.T) {
 			c.Autoscaler.Source = "elasticsearch"
 			c.Autoscaler.ElasticsearchURL = "http://127.0.0.1:9200"
 		}, ""},
+		"unknown promql metric": {func(c *Config) {
+			c.Autoscaler.PrometheusURL = "http://127.0.0.1:9090"
+			c.Autoscaler.PrometheusQueries = map[string]string{"latency": "x"}
+		}, "unknown metric"},
+		"empty promql": {func(c *Config) {
+			c.Autoscaler.PrometheusURL = "http://127.0.0.1:9090"
+			c.Autoscaler.PrometheusQueries = map[string]string{"qps": " "}
+		}, "is empty"},
 		"tiny interval":       {func(c *Config) { c.Autoscaler.Interval = "1ms" }, "at least 100ms"},
 		"unknown trace store": {func(c *Config) { c.Traces.Store = "cassandra" }, "want sqlite or mysql"},
 		"mysql without dsn":   {func(c *Config) { c.Traces.Store = "mysql" }, "needs traces.mysql_dsn"},
