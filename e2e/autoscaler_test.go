@@ -344,9 +344,10 @@ func TestAutoscalerPrometheusOutage(t *testing.T) {
 type instance struct {
 	ID   string `json:"id"`
 	Addr string `json:"addr"`
+	Env  string `json:"env"`
 }
 
-// instances lists the registered instances by service.
+// instances lists the registered instances of env dev by service.
 func (p *devProcess) instances(t *testing.T) map[string][]instance {
 	t.Helper()
 	code, b := p.get(t, "/api/v1/services", true)
@@ -362,9 +363,15 @@ func (p *devProcess) instances(t *testing.T) map[string][]instance {
 	if err := json.Unmarshal(b, &body); err != nil {
 		t.Fatalf("services JSON: %v: %s", err, b)
 	}
+	// Only the demo's dev environment, which the autoscaler scales: HAWAII
+	// also runs inventory in qa and prod (and throwaway alpha ones).
 	out := map[string][]instance{}
 	for _, s := range body.Services {
-		out[s.Name] = s.Instances
+		for _, in := range s.Instances {
+			if in.Env == "dev" {
+				out[s.Name] = append(out[s.Name], in)
+			}
+		}
 	}
 	return out
 }
@@ -499,7 +506,9 @@ func waitDemoProcesses(t *testing.T, p *devProcess, service string, n int) {
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
 		procs = procs[:0]
 		for _, c := range demoChildren(t, p.etcd) {
-			if strings.Contains(c, " ticketing "+service+" ") {
+			// The demo's dev environment only: HAWAII's qa and prod
+			// instances run beside it.
+			if strings.Contains(c, " ticketing "+service+" ") && strings.Contains(c, " --env dev ") {
 				procs = append(procs, c)
 			}
 		}

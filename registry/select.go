@@ -40,11 +40,15 @@ func (f Fallback) String() string {
 
 // Selector chooses among the instances of a service.
 //
-// With an empty Tag every instance qualifies. Otherwise the instances
+// A non-empty Env first keeps only the instances registered in that
+// environment: the same service runs side by side in dev, alpha, qa and
+// prod, and a caller in one must not reach another's instances. Env has no
+// fallback. Then, with an empty Tag every instance qualifies. Otherwise the instances
 // carrying Tag are chosen; only if there are none does Fallback apply.
 // Tagged and fallback instances are never mixed: if one tagged instance
 // exists, all traffic goes to it.
 type Selector struct {
+	Env      string
 	Tag      string
 	Fallback Fallback
 }
@@ -56,6 +60,12 @@ func (w *Watcher) Select(name string, s Selector) ([]Instance, error) {
 }
 
 func (s Selector) apply(name string, all []Instance) ([]Instance, error) {
+	if s.Env != "" {
+		all = filter(all, func(in Instance) bool { return in.Env == s.Env })
+		if len(all) == 0 {
+			return nil, fmt.Errorf("registry: service %q in env %q: %w", name, s.Env, ErrNoInstances)
+		}
+	}
 	if len(all) == 0 {
 		return nil, fmt.Errorf("registry: service %q: %w", name, ErrNoInstances)
 	}

@@ -21,11 +21,13 @@ func TestSelect(t *testing.T) {
 		instance("inventory", "d", "build-9", "canary"),
 		instance("checkpoint", "e", "build-7"),
 		instance("orders", "x", "build-9"),
+		inQA(instance("inventory", "q")),
 	} {
 		put(t, c, in)
 	}
 	w := startWatcher(t, c, nil)
 	waitFor(t, w, "orders", 5*time.Second, "all instances", hasIDs("x"))
+	waitFor(t, w, "inventory", 5*time.Second, "all instances", hasIDs("a,b,c,d,q"))
 
 	for _, tc := range []struct {
 		name    string
@@ -34,13 +36,17 @@ func TestSelect(t *testing.T) {
 		want    string // IDs, or "" with wantErr
 		wantErr bool
 	}{
-		{"no tag: every instance", "inventory", registry.Selector{}, "a,b,c,d", false},
+		{"no tag: every instance", "inventory", registry.Selector{}, "a,b,c,d,q", false},
+		{"env: only that environment", "inventory", registry.Selector{Env: "qa"}, "q", false},
+		{"env and tag", "inventory", registry.Selector{Env: "dev", Tag: "build-7"}, "c", false},
+		{"env, tag fallback stays in env", "inventory", registry.Selector{Env: "dev", Tag: "build-8", Fallback: registry.FallbackUntagged}, "a,b", false},
+		{"env without instances: error", "inventory", registry.Selector{Env: "prod"}, "", true},
 		{"tag matches: only tagged", "inventory", registry.Selector{Tag: "build-7"}, "c", false},
 		{"tag matches: fallback unused", "inventory", registry.Selector{Tag: "build-7", Fallback: registry.FallbackAny}, "c", false},
 		{"second tag of an instance", "inventory", registry.Selector{Tag: "canary"}, "d", false},
 		{"no match, none: error", "inventory", registry.Selector{Tag: "build-8"}, "", true},
-		{"no match, untagged: shared pool", "inventory", registry.Selector{Tag: "build-8", Fallback: registry.FallbackUntagged}, "a,b", false},
-		{"no match, any: everything", "inventory", registry.Selector{Tag: "build-8", Fallback: registry.FallbackAny}, "a,b,c,d", false},
+		{"no match, untagged: shared pool", "inventory", registry.Selector{Tag: "build-8", Fallback: registry.FallbackUntagged}, "a,b,q", false},
+		{"no match, any: everything", "inventory", registry.Selector{Tag: "build-8", Fallback: registry.FallbackAny}, "a,b,c,d,q", false},
 		{"no match, untagged, none untagged", "orders", registry.Selector{Tag: "build-7", Fallback: registry.FallbackUntagged}, "", true},
 		{"no match, any, only other builds", "orders", registry.Selector{Tag: "build-7", Fallback: registry.FallbackAny}, "x", false},
 		{"only tagged, asked untagged", "checkpoint", registry.Selector{}, "e", false},
@@ -60,4 +66,9 @@ func TestSelect(t *testing.T) {
 			}
 		})
 	}
+}
+
+func inQA(in registry.Instance) registry.Instance {
+	in.Env = "qa"
+	return in
 }

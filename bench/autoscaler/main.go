@@ -119,6 +119,8 @@ func run(runs int, base, peak float64, interval, bin string) error {
 	client := &http.Client{
 		Transport: registry.NewTransport(registry.TransportConfig{
 			Resolver: watcher, Base: rec.wrap(loadgen.NewTransport()),
+			// The demo's environment: HAWAII's qa and prod also run inventory.
+			Selector: registry.Selector{Env: "dev"},
 		}),
 		Timeout: loadgen.DefaultTimeout,
 	}
@@ -183,7 +185,7 @@ func run(runs int, base, peak float64, interval, bin string) error {
 // instance has served one (or 30 s), and returns the timeline.
 func spike(ctx context.Context, dev *devProcess, watcher *registry.Watcher, rec *recorder, client *http.Client, rate float64, reports chan<- loadgen.Report) (sample, error) {
 	old := map[string]bool{}
-	for _, in := range watcher.Instances("inventory") {
+	for _, in := range devInventory(watcher) {
 		old[in.Addr] = true
 	}
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -205,7 +207,7 @@ func spike(ctx context.Context, dev *devProcess, watcher *registry.Watcher, rec 
 			return s, errors.New("no new instance served within 30 s of the spike")
 		}
 		if s.registered == 0 {
-			for _, in := range watcher.Instances("inventory") {
+			for _, in := range devInventory(watcher) {
 				if !old[in.Addr] {
 					s.registered = time.Since(start)
 					break
@@ -276,7 +278,7 @@ func (r *recorder) firstNew(old map[string]bool, since time.Time) (time.Time, bo
 func waitInstances(ctx context.Context, w *registry.Watcher, n int, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	err := w.WaitInstances(ctx, "inventory", func(ins []registry.Instance) bool { return len(ins) == n })
+	err := w.WaitInstances(ctx, "inventory", func(ins []registry.Instance) bool { return len(inEnv(ins, "dev")) == n })
 	if err != nil {
 		return fmt.Errorf("inventory not at %d instances: %w", n, err)
 	}
@@ -443,3 +445,19 @@ func freeAddr() (string, error) {
 }
 
 func ms(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
+
+// devInventory is the demo's inventory: kplane dev also runs inventory in
+// HAWAII's alpha, qa and prod environments, which the autoscaler leaves be.
+func devInventory(w *registry.Watcher) []registry.Instance {
+	return inEnv(w.Instances("inventory"), "dev")
+}
+
+func inEnv(ins []registry.Instance, env string) []registry.Instance {
+	var out []registry.Instance
+	for _, in := range ins {
+		if in.Env == env {
+			out = append(out, in)
+		}
+	}
+	return out
+}

@@ -21,12 +21,12 @@ import (
 const registryWait = 5 * time.Second
 
 type loadgenFlags struct {
-	target, service, tag, profile, mix string
-	etcd                               []string
-	rate, peak                         float64
-	duration, timeout                  time.Duration
-	maxRequests, concurrency           int
-	asJSON, quiet                      bool
+	target, service, env, tag, profile, mix string
+	etcd                                    []string
+	rate, peak                              float64
+	duration, timeout                       time.Duration
+	maxRequests, concurrency                int
+	asJSON, quiet                           bool
 }
 
 func newLoadgenCmd() *cobra.Command {
@@ -56,6 +56,7 @@ stdout. Mixes: ` + strings.Join(loadgen.Mixes(), ", ") + ` (default: scan for ch
 	fs.StringVar(&f.target, "target", "", "base URL to send to, e.g. http://127.0.0.1:8081")
 	fs.StringVar(&f.service, "service", "", "registered service to send to (needs --etcd), e.g. inventory")
 	fs.StringSliceVar(&f.etcd, "etcd", nil, "etcd endpoints of the registry, comma-separated")
+	fs.StringVar(&f.env, "env", "dev", `with --service: only instances registered in this environment ("" for all)`)
 	fs.StringVar(&f.tag, "tag", "", "with --service: only instances with this tag, else untagged ones")
 	fs.StringVar(&f.profile, "profile", string(loadgen.Steady), "steady, ramp or spike")
 	fs.StringVar(&f.mix, "mix", "", "request mix: "+strings.Join(loadgen.Mixes(), ", "))
@@ -166,7 +167,7 @@ func registryClient(ctx context.Context, f loadgenFlags) (*http.Client, func(), 
 		stop()
 		return nil, nil, fmt.Errorf("registry at %s did not answer within %v", strings.Join(f.etcd, ","), registryWait)
 	}
-	sel := registry.Selector{Tag: f.tag, Fallback: registry.FallbackUntagged}
+	sel := registry.Selector{Env: f.env, Tag: f.tag, Fallback: registry.FallbackUntagged}
 	instances, err := watcher.Select(f.service, sel)
 	if err != nil {
 		stop()

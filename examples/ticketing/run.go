@@ -232,7 +232,9 @@ func newCheckpoint(ctx, watchCtx context.Context, background *sync.WaitGroup, cf
 	client := &http.Client{
 		Transport: registry.NewTransport(registry.TransportConfig{
 			Resolver: watcher,
-			Selector: registry.Selector{Tag: cfg.InventoryTag, Fallback: registry.FallbackUntagged},
+			// Stay in this instance's environment: inventory also runs in
+			// alpha, qa and prod beside it.
+			Selector: registry.Selector{Env: cfg.Env, Tag: cfg.InventoryTag, Fallback: registry.FallbackUntagged},
 		}),
 		Timeout: inventoryTimeout,
 	}
