@@ -113,7 +113,7 @@ func TestLoadgenCmdThroughRegistry(t *testing.T) {
 	// An instance registered at an address elsewhere is refused.
 	reg, err := registry.NewRegistrar(registry.RegistrarConfig{
 		Client:   etcd.Client(t),
-		Instance: registry.Instance{ID: "remote-1", Name: "remote", Addr: "192.0.2.1:80"},
+		Instance: registry.Instance{ID: "remote-1", Name: "remote", Addr: "192.0.2.1:80", Env: "dev"},
 	})
 	if err != nil {
 		t.Fatal(err)
