@@ -181,7 +181,10 @@ func run(nSpans, nLookups int, ingestFor time.Duration, dir string, cacheMiB, pa
 			for len(batch) < 1000 {
 				batch = append(batch, wg.trace(time.Now())...)
 			}
-			if err := store.WriteSpans(ctx, batch); err != nil {
+			// Without cancellation, as ktrace.Ingester writes: a
+			// cancellable context costs each statement a watcher
+			// goroutine, which competes with the lookups for the CPU.
+			if err := store.WriteSpans(context.WithoutCancel(ctx), batch); err != nil {
 				werr = err
 				return
 			}
