@@ -94,3 +94,40 @@ func BenchmarkTrace(b *testing.B) {
 		i += 7919
 	}
 }
+
+// BenchmarkFindTraces measures searches over 100k spans written in the last
+// minutes, newest 20 first.
+func BenchmarkFindTraces(b *testing.B) {
+	s, err := sqlite.Open(b.Context(), sqlite.Config{Path: filepath.Join(b.TempDir(), "traces.db")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	var seq uint64
+	now := time.Now()
+	for i := range 100 {
+		if err := s.WriteSpans(b.Context(), batch(&seq, 1000, now.Add(time.Duration(i-100)*time.Second))); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, q := range []struct {
+		name string
+		q    ktrace.Query
+	}{
+		{"any", ktrace.Query{}},
+		{"service", ktrace.Query{Service: "svc-3"}},
+		{"operation", ktrace.Query{Service: "svc-3", Operation: "GET /api/v1/op-7"}},
+		{"tag", ktrace.Query{Tags: map[string]string{"http.method": "GET"}}},
+		{"min duration", ktrace.Query{MinDuration: time.Millisecond}},
+	} {
+		b.Run(q.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				res, err := s.FindTraces(b.Context(), q.q)
+				if err != nil || len(res) != 20 {
+					b.Fatalf("FindTraces = %d results, %v", len(res), err)
+				}
+			}
+		})
+	}
+}

@@ -259,10 +259,18 @@ func (s *Store) candidates(ctx context.Context, q ktrace.Query) ([]ktrace.TraceI
 				continue
 			}
 			visited[e.chunk] = true
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			// As in Trace: a one-row read is not worth two watcher
+			// goroutines; cancellation is checked per chunk instead.
 			var tid, data []byte
-			switch err := read.QueryRowContext(ctx, e.chunk).Scan(&tid, &data); {
+			switch err := read.QueryRowContext(context.WithoutCancel(ctx), e.chunk).Scan(&tid, &data); {
 			case errors.Is(err, sql.ErrNoRows):
-				continue // expired since the row was written
+				// Expired since the row was written. (Retention may also
+				// have let a newer chunk reuse the ID: its spans are
+				// matched like any others.)
+				continue
 			case err != nil:
 				return nil, err
 			}
