@@ -128,3 +128,21 @@ func (h *headerRecorder) Write(b []byte) (int, error) {
 	h.WriteHeader(http.StatusOK)
 	return len(b), nil
 }
+
+// WriteRequestError answers the errors DecodeJSON returns — a bad field,
+// a body too large, malformed JSON — and reports whether err was one of
+// them; the caller maps its own errors otherwise.
+func WriteRequestError(w http.ResponseWriter, err error) bool {
+	var field *FieldError
+	switch {
+	case errors.As(err, &field):
+		WriteError(w, http.StatusBadRequest, Error{Error: field.Error(), Code: CodeBadRequest, Field: field.Field})
+	case errors.Is(err, ErrTooLarge):
+		WriteError(w, http.StatusRequestEntityTooLarge, Error{Error: err.Error(), Code: CodeTooLarge})
+	case errors.Is(err, ErrMalformed):
+		WriteError(w, http.StatusBadRequest, Error{Error: err.Error(), Code: CodeBadRequest})
+	default:
+		return false
+	}
+	return true
+}

@@ -176,14 +176,10 @@ func randomKey() string {
 
 // fail maps an error to its HTTP status: the one place that does.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
-	var field *api.FieldError
+	if api.WriteRequestError(w, err) {
+		return
+	}
 	switch {
-	case errors.As(err, &field):
-		api.WriteError(w, http.StatusBadRequest, api.Error{Error: field.Error(), Code: api.CodeBadRequest, Field: field.Field})
-	case errors.Is(err, api.ErrTooLarge):
-		api.WriteError(w, http.StatusRequestEntityTooLarge, api.Error{Error: err.Error(), Code: api.CodeTooLarge})
-	case errors.Is(err, api.ErrMalformed):
-		api.WriteError(w, http.StatusBadRequest, api.Error{Error: err.Error(), Code: api.CodeBadRequest})
 	case errors.Is(err, ErrUnknownTicket):
 		api.WriteError(w, http.StatusNotFound, api.Error{Error: "unknown ticket", Code: "unknown_ticket"})
 	case errors.Is(err, ErrAlreadyUsed):
