@@ -36,9 +36,7 @@ const HostNetwork = "host"
 
 // Confirmer tells the driver that instances have registered. The registry
 // Watcher implements it.
-type Confirmer interface {
-	WaitInstances(ctx context.Context, name string, ok func([]registry.Instance) bool) error
-}
+type Confirmer = signalman.Confirmer
 
 // Config configures a Driver. The zero value of every field but Services
 // is safe.
@@ -548,16 +546,11 @@ func (d *Driver) start(ctx context.Context, t signalman.Target, spec Spec, versi
 	// An ID may be reused (a number freed by a scale-down) while the old
 	// registration lives on until its lease expires: only a registration
 	// made after this start counts (same host, same clock).
-	err := d.cfg.Confirmer.WaitInstances(cctx, t.Service, func(insts []registry.Instance) bool {
-		for _, c := range started {
-			if !slices.ContainsFunc(insts, func(in registry.Instance) bool {
-				return in.ID == c.inst.ID && !in.Started.Before(c.inst.Started.Add(-time.Second))
-			}) {
-				return false
-			}
-		}
-		return true
-	})
+	want := make([]signalman.Instance, len(started))
+	for i, c := range started {
+		want[i] = c.inst
+	}
+	err := d.cfg.Confirmer.WaitInstances(cctx, t.Service, signalman.RegisteredSince(want))
 	if err != nil {
 		cancel()
 		earlyMu.Lock()

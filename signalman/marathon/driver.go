@@ -17,9 +17,7 @@ import (
 
 // Confirmer tells the driver that instances have registered. The registry
 // Watcher implements it.
-type Confirmer interface {
-	WaitInstances(ctx context.Context, name string, ok func([]registry.Instance) bool) error
-}
+type Confirmer = signalman.Confirmer
 
 // Config configures a Driver. Every field but URL has a safe zero value.
 type Config struct {

@@ -38,9 +38,7 @@ type API interface {
 
 // Confirmer tells the driver that instances have registered. The registry
 // Watcher implements it.
-type Confirmer interface {
-	WaitInstances(ctx context.Context, name string, ok func([]registry.Instance) bool) error
-}
+type Confirmer = signalman.Confirmer
 
 // Config configures a Driver. Every field but API has a safe zero value.
 type Config struct {
