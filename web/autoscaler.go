@@ -540,20 +540,13 @@ func formatAgo(d time.Duration) string {
 // autoscalerEvents streams the live part of the page after every scout
 // tick, like serviceEvents does for the services page.
 func (s *Server) autoscalerEvents(c *gin.Context) {
-	c.Set(keyStreaming, true)
 	var ticks <-chan scout.Snapshot
 	if s.cfg.Observations != nil {
 		var cancel func()
 		ticks, cancel = s.cfg.Observations.Subscribe()
 		defer cancel()
 	}
-	h := c.Writer.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Accel-Buffering", "no")
-	rc := http.NewResponseController(c.Writer)
-	_ = rc.SetWriteDeadline(time.Time{})
-	c.Status(http.StatusOK)
+	rc := s.openStream(c)
 
 	ctx := c.Request.Context()
 	log := requestLogger(c, s.log)
@@ -572,27 +565,7 @@ func (s *Server) autoscalerEvents(c *gin.Context) {
 		}
 		return writeEvent(c.Writer, "autoscaler", html) == nil && rc.Flush() == nil
 	}
-	if !send() {
-		return
-	}
-	heartbeat := time.NewTicker(s.heartbeat)
-	defer heartbeat.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.streamsDone:
-			return
-		case <-ticks:
-			if !send() {
-				return
-			}
-		case <-heartbeat.C:
-			if _, err := c.Writer.WriteString(": heartbeat\n\n"); err != nil || rc.Flush() != nil {
-				return
-			}
-		}
-	}
+	pump(s, c, rc, ticks, send)
 }
 
 // Sparklines are inline SVG drawn by the template from coordinates

@@ -4,10 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -154,14 +152,7 @@ func (s *Server) deployEvents(c *gin.Context) {
 			next = n + 1
 		}
 	}
-	c.Set(keyStreaming, true)
-	h := c.Writer.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Accel-Buffering", "no")
-	rc := http.NewResponseController(c.Writer)
-	_ = rc.SetWriteDeadline(time.Time{})
-	c.Status(http.StatusOK)
+	rc := s.openStream(c)
 
 	// send writes the steps not yet sent, and the end; it reports whether
 	// the stream goes on.
@@ -184,26 +175,5 @@ func (s *Server) deployEvents(c *gin.Context) {
 		}
 		return rc.Flush() == nil
 	}
-	if !send() {
-		return
-	}
-	heartbeat := time.NewTicker(s.heartbeat)
-	defer heartbeat.Stop()
-	ctx := c.Request.Context()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.streamsDone:
-			return
-		case <-changes:
-			if !send() {
-				return
-			}
-		case <-heartbeat.C:
-			if _, err := io.WriteString(c.Writer, ": heartbeat\n\n"); err != nil || rc.Flush() != nil {
-				return
-			}
-		}
-	}
+	pump(s, c, rc, changes, send)
 }

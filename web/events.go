@@ -14,20 +14,10 @@ import (
 // after every change the source signals. console.js swaps it into the page.
 // The stream ends when the client goes away or CloseStreams is called.
 func (s *Server) serviceEvents(c *gin.Context) {
-	c.Set(keyStreaming, true)
 	changes, cancel := s.services.Subscribe()
 	defer cancel()
 
-	h := c.Writer.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-store")
-	// Tell buffering proxies (nginx) to pass events through at once.
-	h.Set("X-Accel-Buffering", "no")
-	rc := http.NewResponseController(c.Writer)
-	// A server WriteTimeout would cut every stream after that long; the
-	// stream has its own liveness (heartbeats, client disconnect).
-	_ = rc.SetWriteDeadline(time.Time{})
-	c.Status(http.StatusOK)
+	rc := s.openStream(c)
 
 	log := requestLogger(c, s.log)
 	// send reports whether the stream can go on. A failed write means the
@@ -40,6 +30,32 @@ func (s *Server) serviceEvents(c *gin.Context) {
 		}
 		return writeEvent(c.Writer, "services", html) == nil && rc.Flush() == nil
 	}
+	pump(s, c, rc, changes, send)
+}
+
+// openStream starts a server-sent-event response.
+func (s *Server) openStream(c *gin.Context) *http.ResponseController {
+	c.Set(keyStreaming, true)
+	h := c.Writer.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	// Tell buffering proxies (nginx) to pass events through at once.
+	h.Set("X-Accel-Buffering", "no")
+	rc := http.NewResponseController(c.Writer)
+	// A server WriteTimeout would cut every stream after that long; the
+	// stream has its own liveness (heartbeats, client disconnect).
+	_ = rc.SetWriteDeadline(time.Time{})
+	c.Status(http.StatusOK)
+	return rc
+}
+
+// pump runs an open stream: send once at once (so a reconnecting browser
+// catches up), then after every signal on changes, with a heartbeat
+// comment when idle so proxies do not drop it. It ends when send reports
+// the stream is over, the client leaves, changes closes (the source
+// stopped: end rather than spin; the browser reconnects later) or
+// CloseStreams is called. A nil changes channel never signals.
+func pump[T any](s *Server, c *gin.Context, rc *http.ResponseController, changes <-chan T, send func() bool) {
 	if !send() {
 		return
 	}
@@ -53,19 +69,11 @@ func (s *Server) serviceEvents(c *gin.Context) {
 		case <-s.streamsDone:
 			return
 		case _, ok := <-changes:
-			if !ok {
-				// The source stopped (shutdown): end the stream rather than
-				// spin on a closed channel; the browser reconnects later.
-				return
-			}
-			if !send() {
+			if !ok || !send() {
 				return
 			}
 		case <-heartbeat.C:
-			if _, err := io.WriteString(c.Writer, ": heartbeat\n\n"); err != nil {
-				return
-			}
-			if err := rc.Flush(); err != nil {
+			if _, err := io.WriteString(c.Writer, ": heartbeat\n\n"); err != nil || rc.Flush() != nil {
 				return
 			}
 		}
