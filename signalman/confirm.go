@@ -36,3 +36,11 @@ func RegisteredSince(want []Instance) func([]registry.Instance) bool {
 		return true
 	}
 }
+
+// Deregistered returns the condition "none of ids is registered", for
+// Confirmer.WaitInstances after stopping instances.
+func Deregistered(ids []string) func([]registry.Instance) bool {
+	return func(registered []registry.Instance) bool {
+		return !slices.ContainsFunc(registered, func(in registry.Instance) bool { return slices.Contains(ids, in.ID) })
+	}
+}

@@ -9,13 +9,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"sort"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/kplane/kplane/registry"
 	"github.com/kplane/kplane/signalman"
 )
 
@@ -488,9 +486,7 @@ func (d *Driver) awaitDeregistered(ctx context.Context, t signalman.Target, ids 
 	}
 	wctx, cancel := context.WithTimeout(ctx, d.cfg.StopTimeout)
 	defer cancel()
-	err := d.cfg.Confirmer.WaitInstances(wctx, t.Service, func(insts []registry.Instance) bool {
-		return !slices.ContainsFunc(insts, func(in registry.Instance) bool { return slices.Contains(ids, in.ID) })
-	})
+	err := d.cfg.Confirmer.WaitInstances(wctx, t.Service, signalman.Deregistered(ids))
 	if err != nil && ctx.Err() == nil {
 		d.log.Warn("stopped instances are still registered; callers may pick them until their lease expires",
 			"target", t.String(), "instances", ids)
