@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/kplane/kplane/registry"
@@ -60,8 +59,7 @@ type Driver struct {
 	api *client
 	log *slog.Logger
 
-	mu   sync.Mutex
-	busy map[signalman.Target]bool
+	busy signalman.Locks
 }
 
 var _ signalman.Orchestrator = (*Driver)(nil)
@@ -88,7 +86,7 @@ func New(cfg Config) (*Driver, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Driver{cfg: cfg, api: api, log: log, busy: make(map[signalman.Target]bool)}, nil
+	return &Driver{cfg: cfg, api: api, log: log}, nil
 }
 
 // AppID returns the Marathon app ID of t.
@@ -123,10 +121,10 @@ func (d *Driver) Scale(ctx context.Context, t signalman.Target, n int) (signalma
 	if n < 0 {
 		return res, fmt.Errorf("%w: instance count %d is negative", signalman.ErrInvalid, n)
 	}
-	if !d.lock(t) {
+	if !d.busy.TryLock(t) {
 		return res, fmt.Errorf("%w: %s is being scaled", signalman.ErrBusy, t)
 	}
-	defer d.unlock(t)
+	defer d.busy.Unlock(t)
 
 	id := d.AppID(t)
 	before, err := d.api.app(ctx, id)
@@ -172,22 +170,6 @@ func (d *Driver) Instances(ctx context.Context, t signalman.Target) ([]signalman
 		out[i] = signalman.Instance{ID: tk.ID, Target: t, Version: a.version(), Started: tk.StartedAt}
 	}
 	return out, nil
-}
-
-func (d *Driver) lock(t signalman.Target) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.busy[t] {
-		return false
-	}
-	d.busy[t] = true
-	return true
-}
-
-func (d *Driver) unlock(t signalman.Target) {
-	d.mu.Lock()
-	delete(d.busy, t)
-	d.mu.Unlock()
 }
 
 // wait follows deployment depID of app id to its end, then the app until n

@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -65,8 +64,7 @@ type Driver struct {
 	cfg Config
 	log *slog.Logger
 
-	mu   sync.Mutex
-	busy map[signalman.Target]bool
+	busy signalman.Locks
 }
 
 var _ signalman.Orchestrator = (*Driver)(nil)
@@ -89,7 +87,7 @@ func New(cfg Config) (*Driver, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Driver{cfg: cfg, log: log, busy: make(map[signalman.Target]bool)}, nil
+	return &Driver{cfg: cfg, log: log}, nil
 }
 
 // Scale sets the service's replicas to n and waits until n tasks run (and,
@@ -104,10 +102,10 @@ func (d *Driver) Scale(ctx context.Context, t signalman.Target, n int) (signalma
 	if n < 0 {
 		return res, fmt.Errorf("%w: instance count %d is negative", signalman.ErrInvalid, n)
 	}
-	if !d.lock(t) {
+	if !d.busy.TryLock(t) {
 		return res, fmt.Errorf("%w: %s is being scaled", signalman.ErrBusy, t)
 	}
-	defer d.unlock(t)
+	defer d.busy.Unlock(t)
 
 	id, err := d.find(ctx, t)
 	if err != nil {
@@ -355,22 +353,6 @@ func (d *Driver) running(ctx context.Context, id string) ([]swarm.Task, error) {
 	}
 	sortTasks(out)
 	return out, nil
-}
-
-func (d *Driver) lock(t signalman.Target) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.busy[t] {
-		return false
-	}
-	d.busy[t] = true
-	return true
-}
-
-func (d *Driver) unlock(t signalman.Target) {
-	d.mu.Lock()
-	delete(d.busy, t)
-	d.mu.Unlock()
 }
 
 func sortTasks(ts []swarm.Task) {
