@@ -6,6 +6,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"github.com/kplane/kplane/ktrace/internal/sqlquery"
 	"io/fs"
 	"log/slog"
 	"strings"
@@ -125,10 +126,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 func (s *Store) Close() error { return s.db.Close() }
 
 func fail(ctx context.Context, op string, err error) error {
-	if ctxErr := ctx.Err(); ctxErr != nil {
-		return fmt.Errorf("span store: %s: %w", op, ctxErr)
-	}
-	return fmt.Errorf("span store: %s: %w: %w", op, ktrace.ErrUnavailable, err)
+	return sqlquery.Fail(ctx, op, err)
 }
 
 type partition struct {
@@ -337,54 +335,16 @@ func (s *Store) candidates(ctx context.Context, query string, args []any, q ktra
 
 // Services lists the services with stored spans.
 func (s *Store) Services(ctx context.Context) ([]string, error) {
-	return s.strings(ctx, `SELECT DISTINCT service FROM operations ORDER BY service`)
+	return sqlquery.Services(ctx, s.db)
 }
 
 // Operations lists a service's span names.
 func (s *Store) Operations(ctx context.Context, service string) ([]string, error) {
-	return s.strings(ctx, `SELECT name FROM operations WHERE service = ? ORDER BY name`, service)
-}
-
-func (s *Store) strings(ctx context.Context, query string, args ...any) ([]string, error) {
-	rows, err := s.db.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, fail(ctx, "list", err)
-	}
-	defer rows.Close()
-	out := []string{}
-	for rows.Next() {
-		var v string
-		if err := rows.Scan(&v); err != nil {
-			return nil, fail(ctx, "list", err)
-		}
-		out = append(out, v)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fail(ctx, "list", err)
-	}
-	return out, nil
+	return sqlquery.Operations(ctx, s.db, service)
 }
 
 // Dependencies sums the hourly edge counts of the hours overlapping
 // [start, end).
 func (s *Store) Dependencies(ctx context.Context, start, end time.Time) ([]ktrace.Dependency, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT parent, child, SUM(calls), SUM(errors) FROM dependencies
-		WHERE hour >= ? AND hour < ? GROUP BY parent, child ORDER BY parent, child`,
-		start.UTC().Truncate(inmem.DependencyBucket).Unix(), end.Unix())
-	if err != nil {
-		return nil, fail(ctx, "dependencies", err)
-	}
-	defer rows.Close()
-	out := []ktrace.Dependency{}
-	for rows.Next() {
-		var d ktrace.Dependency
-		if err := rows.Scan(&d.Parent, &d.Child, &d.CallCount, &d.ErrorCount); err != nil {
-			return nil, fail(ctx, "dependencies", err)
-		}
-		out = append(out, d)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fail(ctx, "dependencies", err)
-	}
-	return out, nil
+	return sqlquery.Dependencies(ctx, s.db, start, end)
 }
