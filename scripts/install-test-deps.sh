@@ -8,6 +8,7 @@ declare -A want=(
   [chromium]=chromium
   [mariadbd]=mariadb-server
   [prometheus]=prometheus
+  [etcd]=etcd-server
 )
 
 missing=()
