@@ -53,9 +53,9 @@ type ServicePipeline struct {
 type Deployer interface {
 	Deploy(ctx context.Context, req signalman.DeployRequest) (signalman.Deploy, error)
 	Begin(req signalman.DeployRequest) (signalman.Deploy, error)
-	Get(id string) (signalman.Deploy, error)
-	Subscribe(id string) (<-chan struct{}, func(), error)
-	List(t signalman.Target, limit int) []signalman.Deploy
+	Get(ctx context.Context, id string) (signalman.Deploy, error)
+	Subscribe(ctx context.Context, id string) (<-chan struct{}, func(), error)
+	List(ctx context.Context, t signalman.Target, limit int) ([]signalman.Deploy, error)
 	CreateEnv(ctx context.Context, env string, services []signalman.EnvService) ([]signalman.Deploy, error)
 	DestroyEnv(ctx context.Context, env string) error
 }
@@ -446,7 +446,14 @@ func lastLine(b []byte) string {
 // crashed or stopped runner left behind.
 func (p *Pipeline) clean(ctx context.Context) {
 	now := p.now()
-	for _, d := range p.dep.List(signalman.Target{}, 0) {
+	deploys, err := p.dep.List(ctx, signalman.Target{}, 0)
+	if err != nil {
+		if ctx.Err() == nil {
+			p.log.Warn("cleaner: list deploys", "err", err)
+		}
+		return
+	}
+	for _, d := range deploys {
 		env := d.Target.Env
 		if !strings.HasPrefix(env, "alpha-b") || now.Sub(d.Started) < p.cfg.EnvTimeout {
 			continue

@@ -45,7 +45,7 @@ func (f *fakeDeployer) Begin(req signalman.DeployRequest) (signalman.Deploy, err
 	return d, nil
 }
 
-func (f *fakeDeployer) Get(id string) (signalman.Deploy, error) {
+func (f *fakeDeployer) Get(_ context.Context, id string) (signalman.Deploy, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	d, ok := f.deploys[id]
@@ -55,20 +55,20 @@ func (f *fakeDeployer) Get(id string) (signalman.Deploy, error) {
 	return d, nil
 }
 
-func (f *fakeDeployer) Subscribe(string) (<-chan struct{}, func(), error) {
+func (f *fakeDeployer) Subscribe(context.Context, string) (<-chan struct{}, func(), error) {
 	ch := make(chan struct{}, 1)
 	ch <- struct{}{}
 	return ch, func() {}, nil
 }
 
-func (f *fakeDeployer) List(signalman.Target, int) []signalman.Deploy {
+func (f *fakeDeployer) List(context.Context, signalman.Target, int) ([]signalman.Deploy, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []signalman.Deploy
 	for _, id := range f.order {
 		out = append(out, f.deploys[id])
 	}
-	return out
+	return out, nil
 }
 
 func (f *fakeDeployer) CreateEnv(_ context.Context, env string, s []signalman.EnvService) ([]signalman.Deploy, error) {

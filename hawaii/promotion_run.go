@@ -73,12 +73,12 @@ func (p *Pipeline) promotion(pr *Promotion) Promotion {
 // follow records the rollout's end in the promotion and the stage.
 func (p *Pipeline) follow(ctx context.Context, run *stageRun, deployID string, previous *Build) {
 	done := run.step(ctx, "rolling deploy "+deployID)
-	changes, cancel, err := p.dep.Subscribe(deployID)
+	changes, cancel, err := p.dep.Subscribe(ctx, deployID)
 	var d signalman.Deploy
 	if err == nil {
 		defer cancel()
 		for {
-			d, err = p.dep.Get(deployID)
+			d, err = p.dep.Get(ctx, deployID)
 			if err != nil || d.State.Done() {
 				break
 			}

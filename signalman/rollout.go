@@ -213,25 +213,38 @@ func probe(ctx context.Context, client *http.Client, url string) error {
 type DeployerConfig struct {
 	Driver InstanceDriver
 	Gate   HealthGate
-	// Keep is how many finished deploys are remembered; 0 means 200.
-	Keep   int
+	// Store keeps the deploy records; nil keeps them in memory (the
+	// latest Keep finished ones), lost when the process ends.
+	Store DeployStore
+	// Keep is how many finished deploys the in-memory store remembers;
+	// 0 means 200. It does not apply to a configured Store.
+	Keep int
+	// Owner names this replica in the records of the deploys it runs
+	// (Run interrupts its own deploys left running by a previous life).
+	// It must be stable across restarts and differ between replicas
+	// sharing a Store; "" is fine for one process with its own store.
+	Owner  string
 	Logger *slog.Logger // nil discards
 	Now    func() time.Time
 }
 
-// Deployer runs rolling deploys, one at a time per target, and keeps the
-// records of the latest ones in memory.
+// storeTimeout bounds one write of a deploy record, so that a stalled
+// database cannot hold a rollout still.
+const storeTimeout = 10 * time.Second
+
+// Deployer runs rolling deploys, one at a time per target, and records
+// them in its DeployStore as they go.
 type Deployer struct {
-	cfg DeployerConfig
-	log *slog.Logger
-	now func() time.Time
+	cfg   DeployerConfig
+	store DeployStore
+	log   *slog.Logger
+	now   func() time.Time
 
 	mu      sync.Mutex
 	base    context.Context // of Run; nil until Run starts
 	running sync.WaitGroup
-	busy    map[Target]string // target → running deploy ID
-	deploys map[string]*record
-	order   []string // IDs, oldest first
+	busy    map[Target]string  // target → running deploy ID
+	live    map[string]*record // deploys running in this process
 }
 
 type record struct {
@@ -244,11 +257,11 @@ func NewDeployer(cfg DeployerConfig) (*Deployer, error) {
 	if cfg.Driver == nil || cfg.Gate == nil {
 		return nil, errors.New("signalman: DeployerConfig needs a Driver and a Gate")
 	}
-	if cfg.Keep <= 0 {
-		cfg.Keep = 200
+	d := &Deployer{cfg: cfg, store: cfg.Store, log: cfg.Logger, now: cfg.Now,
+		busy: map[Target]string{}, live: map[string]*record{}}
+	if d.store == nil {
+		d.store = NewMemoryDeployStore(cfg.Keep)
 	}
-	d := &Deployer{cfg: cfg, log: cfg.Logger, now: cfg.Now,
-		busy: map[Target]string{}, deploys: map[string]*record{}}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}
@@ -258,9 +271,25 @@ func NewDeployer(cfg DeployerConfig) (*Deployer, error) {
 	return d, nil
 }
 
-// Run lets Begin start deploys in the background until ctx ends; then it
-// waits for them to stop (a cancelled deploy ends failed) and returns nil.
+// InterruptedReason is the error of a deploy that was running when its
+// replica stopped.
+const InterruptedReason = "deploy interrupted: kplane stopped while it was running"
+
+// Run first marks the deploys this replica (Owner) left running as
+// failed, then lets Begin start deploys in the background until ctx ends;
+// then it waits for them to stop (a cancelled deploy ends failed) and
+// returns nil.
 func (d *Deployer) Run(ctx context.Context) error {
+	ids, err := d.store.Interrupt(ctx, d.cfg.Owner, d.now(), InterruptedReason)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("mark interrupted deploys: %w", err)
+	}
+	if len(ids) > 0 {
+		d.log.Warn("deploys interrupted by the last stop marked failed", "deploys", ids)
+	}
 	d.mu.Lock()
 	d.base = ctx
 	d.mu.Unlock()
@@ -303,53 +332,87 @@ func (d *Deployer) Deploy(ctx context.Context, req DeployRequest) (Deploy, error
 	return d.snapshot(rec), nil
 }
 
-// Get returns one deploy with its steps.
-func (d *Deployer) Get(id string) (Deploy, error) {
+// Get returns one deploy with its steps: a deploy running here as it is
+// now, any other from the store (which another replica may be writing).
+// ErrUnknownDeploy if there is none with that ID.
+func (d *Deployer) Get(ctx context.Context, id string) (Deploy, error) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	rec := d.deploys[id]
-	if rec == nil {
-		return Deploy{}, fmt.Errorf("%w: %q", ErrUnknownDeploy, id)
+	rec := d.live[id]
+	if rec != nil {
+		defer d.mu.Unlock()
+		return rec.d.clone(), nil
 	}
-	return rec.d.clone(), nil
+	d.mu.Unlock()
+	return d.store.Get(ctx, id)
 }
 
-// List returns up to limit deploys (0: all kept), newest first; a
+// List returns up to limit deploys (0: all stored), newest first; a
 // non-empty t.Service or t.Env keeps only the deploys that match it.
-func (d *Deployer) List(t Target, limit int) []Deploy {
+func (d *Deployer) List(ctx context.Context, t Target, limit int) ([]Deploy, error) {
+	out, err := d.store.List(ctx, t, limit)
+	if err != nil {
+		return nil, err
+	}
+	// A deploy running here is fresher in memory (a step whose write
+	// failed is still there).
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var out []Deploy
-	for i := len(d.order) - 1; i >= 0; i-- {
-		rec := d.deploys[d.order[i]]
-		if (t.Service != "" && rec.d.Target.Service != t.Service) || (t.Env != "" && rec.d.Target.Env != t.Env) {
-			continue
-		}
-		out = append(out, rec.d.clone())
-		if limit > 0 && len(out) == limit {
-			break
+	for i, dep := range out {
+		if rec := d.live[dep.ID]; rec != nil {
+			out[i] = rec.d.clone()
 		}
 	}
-	return out
+	return out, nil
 }
+
+// remotePoll is how often Subscribe looks for changes of a deploy that
+// another replica runs.
+const remotePoll = time.Second
 
 // Subscribe returns a channel that receives a value (coalesced) after each
 // new step or state change of deploy id, and a cancel function to call
-// once. Read the deploy with Get after each signal.
-func (d *Deployer) Subscribe(id string) (<-chan struct{}, func(), error) {
+// once. Read the deploy with Get after each signal. For a deploy run by
+// another replica the channel ticks every second while it runs; for one
+// that has ended it never fires. ErrUnknownDeploy if there is no such
+// deploy.
+func (d *Deployer) Subscribe(ctx context.Context, id string) (<-chan struct{}, func(), error) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	rec := d.deploys[id]
-	if rec == nil {
-		return nil, nil, fmt.Errorf("%w: %q", ErrUnknownDeploy, id)
+	if rec := d.live[id]; rec != nil {
+		defer d.mu.Unlock()
+		ch := make(chan struct{}, 1)
+		rec.subs[ch] = struct{}{}
+		return ch, func() {
+			d.mu.Lock()
+			delete(rec.subs, ch)
+			d.mu.Unlock()
+		}, nil
+	}
+	d.mu.Unlock()
+	dep, err := d.store.Get(ctx, id)
+	if err != nil {
+		return nil, nil, err
 	}
 	ch := make(chan struct{}, 1)
-	rec.subs[ch] = struct{}{}
-	return ch, func() {
-		d.mu.Lock()
-		delete(rec.subs, ch)
-		d.mu.Unlock()
-	}, nil
+	if dep.State.Done() {
+		return ch, func() {}, nil
+	}
+	stop := make(chan struct{})
+	go func() {
+		t := time.NewTicker(remotePoll)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				select {
+				case ch <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	return ch, sync.OnceFunc(func() { close(stop) }), nil
 }
 
 type plan struct {
@@ -409,22 +472,28 @@ func (d *Deployer) prepare(ctx context.Context, req DeployRequest) (*record, pla
 		State: DeployRunning, Started: d.now(), Steps: []Step{},
 	}}
 	d.busy[req.Target] = rec.d.ID
-	d.deploys[rec.d.ID] = rec
-	d.order = append(d.order, rec.d.ID)
-	d.forgetLocked()
+	d.live[rec.d.ID] = rec
+	dep := rec.d.clone()
+	d.mu.Unlock()
+	// The record is stored before anything changes, so that a deploy is
+	// never missing from the list; if the store refuses it, no deploy.
+	sctx, cancel := storeContext(ctx)
+	err = d.store.Create(sctx, dep, d.cfg.Owner)
+	cancel()
+	d.mu.Lock()
+	if err != nil {
+		delete(d.busy, req.Target)
+		delete(d.live, rec.d.ID)
+		return nil, p, fmt.Errorf("deploy %s: record: %w", req.Target, err)
+	}
 	return rec, p, nil
 }
 
-// forgetLocked drops the oldest finished deploys beyond Keep.
-func (d *Deployer) forgetLocked() {
-	for len(d.order) > d.cfg.Keep {
-		i := slices.IndexFunc(d.order, func(id string) bool { return d.deploys[id].d.State.Done() })
-		if i < 0 {
-			return
-		}
-		delete(d.deploys, d.order[i])
-		d.order = slices.Delete(d.order, i, i+1)
-	}
+// storeContext is the context of one record write: it outlives the
+// deploy's cancellation (an interrupted deploy is still recorded as
+// failed) but not storeTimeout.
+func storeContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 }
 
 func newDeployID() string {
@@ -448,31 +517,54 @@ func (d *Deployer) notifyLocked(rec *record) {
 	}
 }
 
-func (d *Deployer) record(rec *record, s Step) {
+// record appends a step to the deploy and stores it. A step the store
+// could not take is logged and kept in memory: the rollout goes on, since
+// stopping half-way would hurt the service more than a gap in the record.
+func (d *Deployer) record(ctx context.Context, rec *record, s Step) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	rec.d.Steps = append(rec.d.Steps, s)
+	n := len(rec.d.Steps) - 1
+	id := rec.d.ID
+	d.mu.Unlock()
+	sctx, cancel := storeContext(ctx)
+	err := d.store.AddStep(sctx, id, n, s)
+	cancel()
+	if err != nil {
+		d.log.Error("record deploy step", "deploy", id, "step", n, "err", err)
+	}
+	d.mu.Lock()
 	d.notifyLocked(rec)
+	d.mu.Unlock()
 }
 
-func (d *Deployer) finish(rec *record, state DeployState, err error) {
+func (d *Deployer) finish(ctx context.Context, rec *record, state DeployState, err error) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	rec.d.State = state
 	rec.d.Ended = d.now()
 	if err != nil {
 		rec.d.Error = err.Error()
 	}
+	dep := rec.d.clone()
+	d.mu.Unlock()
+	sctx, cancel := storeContext(ctx)
+	serr := d.store.Finish(sctx, dep)
+	cancel()
+	if serr != nil {
+		d.log.Error("record deploy end", "deploy", dep.ID, "err", serr)
+	}
+	d.mu.Lock()
 	delete(d.busy, rec.d.Target)
+	delete(d.live, rec.d.ID)
 	d.notifyLocked(rec)
-	d.forgetLocked()
-	d.log.Info("deploy ended", "deploy", rec.d.ID, "target", rec.d.Target.String(),
-		"version", rec.d.Version, "state", string(state), "err", err)
+	d.mu.Unlock()
+	d.log.Info("deploy ended", "deploy", dep.ID, "target", dep.Target.String(),
+		"version", dep.Version, "state", string(state), "err", err)
 }
 
 // rollout is the state of one execution: the instances still at the old
 // version and those started at the new one.
 type rollout struct {
+	ctx  context.Context // of the deploy, for its records
 	d    *Deployer
 	rec  *record
 	t    Target
@@ -487,7 +579,7 @@ func (d *Deployer) execute(ctx context.Context, rec *record, p plan) {
 	d.mu.Unlock()
 	d.log.Info("deploy started", "deploy", dep.ID, "target", dep.Target.String(), "version", dep.Version,
 		"from", dep.FromVersion, "instances", dep.Instances, "max_surge", dep.MaxSurge, "max_unavailable", dep.MaxUnavailable)
-	r := &rollout{d: d, rec: rec, t: dep.Target, want: dep.Instances}
+	r := &rollout{ctx: ctx, d: d, rec: rec, t: dep.Target, want: dep.Instances}
 	for _, in := range p.old {
 		if in.Version == dep.Version && len(r.new) < r.want {
 			r.new = append(r.new, in) // already there: keep it
@@ -497,25 +589,25 @@ func (d *Deployer) execute(ctx context.Context, rec *record, p plan) {
 	}
 	err := r.forward(ctx, dep.Version, dep.MaxSurge, dep.MaxUnavailable)
 	if err == nil {
-		d.finish(rec, DeploySucceeded, nil)
+		d.finish(ctx, rec, DeploySucceeded, nil)
 		return
 	}
 	if ctx.Err() != nil {
-		d.finish(rec, DeployFailed, fmt.Errorf("deploy interrupted: %w", err))
+		d.finish(ctx, rec, DeployFailed, fmt.Errorf("deploy interrupted: %w", err))
 		return
 	}
-	d.record(rec, Step{Time: d.now(), Action: ActionRollback, Version: dep.FromVersion, Outcome: OutcomeOK, Error: err.Error()})
+	d.record(ctx, rec, Step{Time: d.now(), Action: ActionRollback, Version: dep.FromVersion, Outcome: OutcomeOK, Error: err.Error()})
 	if dep.FromVersion == "" {
 		// Nothing to go back to: remove what this deploy started.
 		rerr := r.stopAll(ctx, &r.new)
-		d.finish(rec, DeployFailed, errors.Join(err, rerr))
+		d.finish(ctx, rec, DeployFailed, errors.Join(err, rerr))
 		return
 	}
 	if rerr := r.back(ctx, dep.FromVersion, dep.MaxSurge); rerr != nil {
-		d.finish(rec, DeployFailed, fmt.Errorf("%w; rollback failed: %w", err, rerr))
+		d.finish(ctx, rec, DeployFailed, fmt.Errorf("%w; rollback failed: %w", err, rerr))
 		return
 	}
-	d.finish(rec, DeployRolledBack, err)
+	d.finish(ctx, rec, DeployRolledBack, err)
 }
 
 // forward replaces old by new-version instances within the bounds.
@@ -619,5 +711,5 @@ func (r *rollout) step(action, id, version string, start time.Time, err error) {
 	if err != nil {
 		s.Outcome, s.Error = OutcomeFailed, err.Error()
 	}
-	r.d.record(r.rec, s)
+	r.d.record(r.ctx, r.rec, s)
 }

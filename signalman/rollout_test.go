@@ -282,7 +282,7 @@ func TestDeployErrors(t *testing.T) {
 			}
 		})
 	}
-	if _, err := d.Get("d-nope"); !errors.Is(err, signalman.ErrUnknownDeploy) {
+	if _, err := d.Get(context.Background(), "d-nope"); !errors.Is(err, signalman.ErrUnknownDeploy) {
 		t.Fatalf("Get unknown = %v", err)
 	}
 }
@@ -314,7 +314,7 @@ func TestBusyAndEvents(t *testing.T) {
 	if err != nil || dep.State != signalman.DeployRunning {
 		t.Fatalf("Begin = %+v, %v", dep, err)
 	}
-	ch, unsub, err := d.Subscribe(dep.ID)
+	ch, unsub, err := d.Subscribe(ctx, dep.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,22 +338,22 @@ func TestBusyAndEvents(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatal("no event within 5 s")
 		}
-		got, _ := d.Get(dep.ID)
+		got, _ := d.Get(ctx, dep.ID)
 		if len(got.Steps) < seen {
 			t.Fatalf("steps went from %d to %d", seen, len(got.Steps))
 		}
 		seen = len(got.Steps)
 		final = got.State.Done()
 	}
-	got, _ := d.Get(dep.ID)
+	got, _ := d.Get(ctx, dep.ID)
 	if got.State != signalman.DeploySucceeded || len(got.Steps) != 6 {
 		t.Fatalf("final deploy %+v", got)
 	}
-	list := d.List(signalman.Target{}, 0)
-	if len(list) != 2 || list[1].ID != dep.ID {
+	list, err := d.List(ctx, signalman.Target{}, 0)
+	if err != nil || len(list) != 2 || list[1].ID != dep.ID {
 		t.Fatalf("List = %d deploys, want 2, newest first", len(list))
 	}
-	if l := d.List(inventory, 0); len(l) != 1 {
+	if l, err := d.List(ctx, inventory, 0); err != nil || len(l) != 1 {
 		t.Fatalf("List(inventory@qa) = %d deploys", len(l))
 	}
 	cancel()

@@ -18,9 +18,9 @@ import (
 // running deploy; Subscribe signals (coalesced) after each new step.
 type Deploys interface {
 	Begin(req signalman.DeployRequest) (signalman.Deploy, error)
-	Get(id string) (signalman.Deploy, error)
-	List(t signalman.Target, limit int) []signalman.Deploy
-	Subscribe(id string) (<-chan struct{}, func(), error)
+	Get(ctx context.Context, id string) (signalman.Deploy, error)
+	List(ctx context.Context, t signalman.Target, limit int) ([]signalman.Deploy, error)
+	Subscribe(ctx context.Context, id string) (<-chan struct{}, func(), error)
 	DestroyEnv(ctx context.Context, env string) error
 }
 
@@ -104,7 +104,11 @@ func (s *Server) apiDeploys(c *gin.Context) {
 		}
 		limit = n
 	}
-	out := s.cfg.Deploys.List(signalman.Target{Service: c.Query("service"), Env: c.Query("env")}, limit)
+	out, err := s.cfg.Deploys.List(c.Request.Context(), signalman.Target{Service: c.Query("service"), Env: c.Query("env")}, limit)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
 	if out == nil {
 		out = []signalman.Deploy{}
 	}
@@ -112,7 +116,7 @@ func (s *Server) apiDeploys(c *gin.Context) {
 }
 
 func (s *Server) apiGetDeploy(c *gin.Context) {
-	d, err := s.cfg.Deploys.Get(c.Param("id"))
+	d, err := s.cfg.Deploys.Get(c.Request.Context(), c.Param("id"))
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -140,7 +144,7 @@ func (s *Server) apiDestroyEnv(c *gin.Context) {
 // event with the whole deploy once it has ended, and the stream closes.
 func (s *Server) deployEvents(c *gin.Context) {
 	id := c.Param("id")
-	changes, cancel, err := s.cfg.Deploys.Subscribe(id)
+	changes, cancel, err := s.cfg.Deploys.Subscribe(c.Request.Context(), id)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -157,7 +161,7 @@ func (s *Server) deployEvents(c *gin.Context) {
 	// send writes the steps not yet sent, and the end; it reports whether
 	// the stream goes on.
 	send := func() bool {
-		d, err := s.cfg.Deploys.Get(id)
+		d, err := s.cfg.Deploys.Get(c.Request.Context(), id)
 		if err != nil {
 			return false // forgotten meanwhile
 		}

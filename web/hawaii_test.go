@@ -32,19 +32,21 @@ func (f *instantDeployer) Begin(r signalman.DeployRequest) (signalman.Deploy, er
 	return d, nil
 }
 
-func (f *instantDeployer) Get(id string) (signalman.Deploy, error) {
+func (f *instantDeployer) Get(_ context.Context, id string) (signalman.Deploy, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.d[id], nil
 }
 
-func (f *instantDeployer) Subscribe(string) (<-chan struct{}, func(), error) {
+func (f *instantDeployer) Subscribe(context.Context, string) (<-chan struct{}, func(), error) {
 	ch := make(chan struct{}, 1)
 	ch <- struct{}{}
 	return ch, func() {}, nil
 }
 
-func (f *instantDeployer) List(signalman.Target, int) []signalman.Deploy { return nil }
+func (f *instantDeployer) List(context.Context, signalman.Target, int) ([]signalman.Deploy, error) {
+	return nil, nil
+}
 
 func (f *instantDeployer) CreateEnv(context.Context, string, []signalman.EnvService) ([]signalman.Deploy, error) {
 	return nil, nil

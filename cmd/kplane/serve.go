@@ -163,6 +163,8 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer, dev bool) 
 		deployer, err = signalman.NewDeployer(signalman.DeployerConfig{
 			Driver: driver,
 			Gate:   signalman.HTTPGate{Locator: watcher},
+			Store:  signalman.NewSQLDeployStore(db),
+			Owner:  replicaName(cfg),
 			Logger: log.With("component", "deploy"),
 		})
 		if err != nil {
@@ -275,6 +277,17 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer, dev bool) 
 	bg.Wait()
 	log.Info("stopped")
 	return err
+}
+
+// replicaName names this kplane in the records of what it runs (deploys):
+// stable across its restarts, different from the other replicas sharing
+// the store, which run on other hosts or listen on other ports.
+func replicaName(cfg Config) string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "localhost"
+	}
+	return host + " " + cfg.Listen
 }
 
 // newDemoDriver runs the ticketing demo as children of this very binary
