@@ -32,6 +32,17 @@ type Server struct {
 	// Addr is host:port on loopback.
 	Addr  string
 	admin *sql.DB
+
+	mariadbd string
+	args     []string
+	dataDir  string
+	proc     *process // nil while killed
+}
+
+// process is one run of mariadbd.
+type process struct {
+	cmd    *exec.Cmd
+	exited chan error // receives Wait's result once
 }
 
 // binary finds a MariaDB program on PATH or in Debian's sbin, which is not
@@ -75,58 +86,99 @@ func Start(t testing.TB) *Server {
 	}
 
 	port := freePort(t)
-	cmd := exec.Command(mariadbd, "--no-defaults", "--user=root",
-		"--datadir="+dataDir, "--socket="+filepath.Join(sockDir, "s"),
-		fmt.Sprintf("--port=%d", port), "--bind-address=127.0.0.1",
-		"--skip-grant-tables", "--skip-name-resolve", "--log-error="+filepath.Join(dataDir, "error.log"),
-		// Test data need not survive a power loss; flushing the log once
-		// a second instead of per commit makes the suite several times
-		// faster.
-		"--innodb-flush-log-at-trx-commit=2", "--innodb-buffer-pool-size=128M",
-		"--innodb-log-file-size=48M")
-	// If the test binary dies without its cleanups, the server follows.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start mariadbd: %v", err)
+	s := &Server{
+		Addr:     fmt.Sprintf("127.0.0.1:%d", port),
+		mariadbd: mariadbd,
+		dataDir:  dataDir,
+		args: []string{"--no-defaults", "--user=root",
+			"--datadir=" + dataDir, "--socket=" + filepath.Join(sockDir, "s"),
+			fmt.Sprintf("--port=%d", port), "--bind-address=127.0.0.1",
+			"--skip-grant-tables", "--skip-name-resolve", "--log-error=" + filepath.Join(dataDir, "error.log"),
+			// Test data need not survive a power loss; flushing the log
+			// once a second instead of per commit makes the suite several
+			// times faster. A killed mariadbd loses nothing: the log is
+			// written to the OS at every commit.
+			"--innodb-flush-log-at-trx-commit=2", "--innodb-buffer-pool-size=128M",
+			"--innodb-log-file-size=48M"},
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() {
 		// Stop this server by its PID, gracefully, then for sure.
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
+		if p := s.proc; p != nil {
+			_ = p.cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-p.exited:
+			case <-time.After(15 * time.Second):
+				_ = p.cmd.Process.Kill()
+				<-p.exited
+			}
 		}
 	})
-
-	s := &Server{Addr: fmt.Sprintf("127.0.0.1:%d", port)}
 	admin, err := sql.Open("mysql", s.dsn(""))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { admin.Close() })
 	s.admin = admin
+	s.run(t)
+	return s
+}
+
+// run starts mariadbd and waits until it answers.
+func (s *Server) run(t testing.TB) {
+	t.Helper()
+	cmd := exec.Command(s.mariadbd, s.args...)
+	// If the test binary dies without its cleanups, the server follows.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start mariadbd: %v", err)
+	}
+	p := &process{cmd: cmd, exited: make(chan error, 1)}
+	go func() { p.exited <- cmd.Wait() }()
+	s.proc = p
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for {
-		err := admin.PingContext(ctx)
+		err := s.admin.PingContext(ctx)
 		if err == nil {
-			break
+			return
 		}
 		select {
-		case e := <-exited:
-			log, _ := os.ReadFile(filepath.Join(dataDir, "error.log"))
+		case e := <-p.exited:
+			s.proc = nil
+			log, _ := os.ReadFile(filepath.Join(s.dataDir, "error.log"))
 			t.Fatalf("mariadbd exited: %v\n%s", e, log)
 		case <-ctx.Done():
-			log, _ := os.ReadFile(filepath.Join(dataDir, "error.log"))
+			log, _ := os.ReadFile(filepath.Join(s.dataDir, "error.log"))
 			t.Fatalf("mariadbd not ready after 30 s: %v\n%s", err, log)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	return s
+}
+
+// Kill stops the server with SIGKILL, as a crash does, and waits until it
+// has exited. Connections to it fail until Restart.
+func (s *Server) Kill(t testing.TB) {
+	t.Helper()
+	p := s.proc
+	if p == nil {
+		t.Fatal("mariadbtest: Kill: the server is not running")
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.exited
+	s.proc = nil
+}
+
+// Restart starts a killed server again on the same data dir and port (it
+// recovers its data as after a crash) and returns once it answers. It
+// returns how long that took.
+func (s *Server) Restart(t testing.TB) time.Duration {
+	t.Helper()
+	if s.proc != nil {
+		t.Fatal("mariadbtest: Restart: the server is running")
+	}
+	start := time.Now()
+	s.run(t)
+	return time.Since(start)
 }
 
 func freePort(t testing.TB) int {
