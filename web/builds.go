@@ -364,10 +364,46 @@ func (b *buildAPI) list(c *gin.Context) {
 	c.JSON(http.StatusOK, page)
 }
 
-// buildDetail is a build page: the build, its stages and every test case.
+// buildDetail is a build with one page of its test cases, failed and
+// errored first. ResultsNext is the offset= of the following page, absent
+// on the last one.
 type buildDetail struct {
 	hawaii.BuildView
-	Results []hawaii.TestCase `json:"results"`
+	Results        []hawaii.TestCase `json:"results"`
+	ResultsTotal   int               `json:"resultsTotal"`
+	ResultsFailing int               `json:"resultsFailing"`
+	ResultsNext    *int              `json:"resultsNext,omitempty"`
+}
+
+// resultQuery reads stage=, offset= and limit= of a build's test cases.
+func resultQuery(c *gin.Context) (hawaii.ResultQuery, error) {
+	q := hawaii.ResultQuery{Stage: hawaii.Stage(c.Query("stage"))}
+	if q.Stage != "" && !q.Stage.Valid() {
+		return q, &hawaii.FieldsError{What: "results query", Fields: map[string]string{"stage": "must be alpha, qa or prod"}}
+	}
+	off, err := queryInt(c, "offset")
+	if err != nil {
+		return q, err
+	}
+	lim, err := queryInt(c, "limit")
+	if err != nil {
+		return q, err
+	}
+	q.Offset, q.Limit = int(min(off, math.MaxInt32)), int(min(lim, hawaii.MaxLimit))
+	return q, nil
+}
+
+// buildResults returns the build and the page of its results q selects.
+func buildResults(ctx context.Context, store hawaii.Store, id int64, q hawaii.ResultQuery) (hawaii.BuildView, hawaii.ResultPage, error) {
+	v, err := store.Build(ctx, id)
+	if err != nil {
+		return v, hawaii.ResultPage{}, err
+	}
+	res, err := store.Results(ctx, id, q.Stage)
+	if err != nil {
+		return v, hawaii.ResultPage{}, err
+	}
+	return v, hawaii.PageResults(res, q), nil
 }
 
 func (b *buildAPI) get(c *gin.Context) {
@@ -376,20 +412,21 @@ func (b *buildAPI) get(c *gin.Context) {
 		b.s.fail(c, err)
 		return
 	}
-	v, err := b.cfg.Store.Build(c.Request.Context(), id)
+	q, err := resultQuery(c)
 	if err != nil {
 		b.s.fail(c, err)
 		return
 	}
-	res, err := b.cfg.Store.Results(c.Request.Context(), id, "")
+	v, page, err := buildResults(c.Request.Context(), b.cfg.Store, id, q)
 	if err != nil {
 		b.s.fail(c, err)
 		return
 	}
-	if res == nil {
-		res = []hawaii.TestCase{}
+	d := buildDetail{BuildView: v, Results: page.Cases, ResultsTotal: page.Total, ResultsFailing: page.Failing}
+	if n := page.Next(); n >= 0 {
+		d.ResultsNext = &n
 	}
-	c.JSON(http.StatusOK, buildDetail{BuildView: v, Results: res})
+	c.JSON(http.StatusOK, d)
 }
 
 // resultsReply answers a results upload.

@@ -212,8 +212,23 @@ func TestBuildResults(t *testing.T) {
 	if len(d.Results) != 5 || d.Stage(hawaii.StageAlpha).Tests.Failed != 1 || d.Stage(hawaii.StageQA).Tests.Passed != 1 {
 		t.Errorf("build page: %d results, stages %+v", len(d.Results), d.Stages)
 	}
-	if f := d.Results[1]; f.Status != hawaii.TestFailed || !strings.Contains(f.Message, "sold 101 of 100 seats") {
+	if f := d.Results[0]; f.Status != hawaii.TestFailed || !strings.Contains(f.Message, "sold 101 of 100 seats") {
 		t.Errorf("failed case: %+v", f)
+	}
+	// Pages: failures first, then the rest; one stage only.
+	r = e.do(nil, "GET", fmt.Sprintf("/api/v1/builds/%d?limit=2&offset=2", id), e.tokens[auth.Viewer], nil)
+	d = buildDetail{}
+	if err := json.Unmarshal([]byte(r.body), &d); err != nil || len(d.Results) != 2 || d.ResultsTotal != 5 ||
+		d.ResultsFailing != 2 || d.ResultsNext == nil || *d.ResultsNext != 4 || d.Results[0].Status == hawaii.TestFailed {
+		t.Errorf("second page of 2 = %d %s", r.status, r.body)
+	}
+	r = e.do(nil, "GET", fmt.Sprintf("/api/v1/builds/%d?stage=qa", id), e.tokens[auth.Viewer], nil)
+	d = buildDetail{}
+	if err := json.Unmarshal([]byte(r.body), &d); err != nil || len(d.Results) != 1 || d.ResultsNext != nil {
+		t.Errorf("qa results = %d %s", r.status, r.body)
+	}
+	if r = e.do(nil, "GET", fmt.Sprintf("/api/v1/builds/%d?stage=beta", id), e.tokens[auth.Viewer], nil); r.status != http.StatusBadRequest {
+		t.Errorf("stage=beta = %d %s, want 400", r.status, r.body)
 	}
 	events, _ := store.AuditEvents(t.Context(), hawaii.AuditQuery{Action: hawaii.ActionTestsReported})
 	if len(events) != 2 || events[0].Actor != "webhook:jenkins" || events[1].Actor != "developer-user" || events[1].Stage != hawaii.StageAlpha {

@@ -25,18 +25,41 @@ type prodReader interface {
 	InProd(ctx context.Context, service string) (*hawaii.Build, error)
 }
 
-// hawaiiUIRoutes registers the builds, build and review pages when both a
-// build store and a pipeline are configured; otherwise /builds says what
-// is coming.
+// hawaiiUIRoutes registers the builds and build pages when a build store
+// is configured, and the review page and promotion when a pipeline is
+// too: without one, builds CI reports are still listed and shown, and the
+// review page says that promotion needs a pipeline. Without a build store
+// /builds says what is coming.
 func (s *Server) hawaiiUIRoutes(ui *gin.RouterGroup) {
-	if s.cfg.Builds.Store == nil || s.cfg.Pipeline == nil {
+	if s.cfg.Builds.Store == nil {
 		ui.GET("/builds", s.comingPage(comingBuilds))
 		return
 	}
 	ui.GET("/builds", s.buildsPage)
 	ui.GET("/builds/:id", s.buildPage)
+	if s.cfg.Pipeline == nil {
+		ui.GET("/builds/:id/review", s.noPipelinePage)
+		ui.POST("/builds/:id/promote", s.requireCSRF, s.noPipelinePage)
+		return
+	}
 	ui.GET("/builds/:id/review", s.reviewPage)
 	ui.POST("/builds/:id/promote", s.requireCSRF, s.promoteForm)
+}
+
+// noPipelinePage answers the review and promote pages of a kplane without
+// a pipeline: the build exists, promotion does not.
+func (s *Server) noPipelinePage(c *gin.Context) {
+	id, err := buildID(c)
+	if err != nil {
+		s.failPage(c, err)
+		return
+	}
+	b, err := s.cfg.Builds.Store.Build(c.Request.Context(), id)
+	if err != nil {
+		s.failBuildPage(c, err)
+		return
+	}
+	s.render(c, http.StatusNotFound, "nopipeline", pageData{Title: "Review " + b.Service + " " + b.Version, Nav: "builds", Page: b})
 }
 
 // failBuildPage shows a store or pipeline error as a page.
@@ -60,6 +83,9 @@ type buildRow struct {
 }
 
 type buildsView struct {
+	// Pipeline is false when no pipeline is configured: builds are only
+	// listed, never tested or promoted.
+	Pipeline bool
 	Services []string
 	Service  string
 	Current  []envVersion
@@ -73,7 +99,7 @@ type buildsView struct {
 func (s *Server) buildsPage(c *gin.Context) {
 	ctx := c.Request.Context()
 	store := s.cfg.Builds.Store
-	v := buildsView{Service: c.Query("service"), First: c.Query("before") == ""}
+	v := buildsView{Service: c.Query("service"), First: c.Query("before") == "", Pipeline: s.cfg.Pipeline != nil}
 	var before int64
 	if b := c.Query("before"); b != "" {
 		n, err := strconv.ParseInt(b, 10, 64)
@@ -168,12 +194,28 @@ type stepRow struct {
 type stageView struct {
 	hawaii.StageRecord
 	Steps []stepRow
-	Cases []hawaii.TestCase
+}
+
+// testPageSize is how many test cases one page of a build page shows.
+const testPageSize = 50
+
+type testsView struct {
+	hawaii.ResultPage
+	// Stage is the stage shown, "" for all; Stages offers the filter.
+	Stage  hawaii.Stage
+	Stages []hawaii.Stage
+	// Page and Pages count from 1; Prev and Next are query strings,
+	// empty at either end.
+	Page, Pages int
+	Prev, Next  string
+	First, Last int // 1-based positions of the cases shown
 }
 
 type buildView struct {
 	hawaii.BuildView
+	Pipeline   bool
 	Stages     []stageView
+	Tests      testsView
 	Promotions []hawaii.Promotion
 }
 
@@ -183,18 +225,28 @@ func (s *Server) buildPage(c *gin.Context) {
 		s.failPage(c, err)
 		return
 	}
+	st := hawaii.Stage(c.Query("tests"))
+	if st != "" && !st.Valid() {
+		s.failPage(c, fmt.Errorf("tests=%q: show alpha, qa, prod or all: %w", st, errMalformed))
+		return
+	}
+	page := 1
+	if p := c.Query("page"); p != "" {
+		if page, err = strconv.Atoi(p); err != nil || page < 1 {
+			s.failPage(c, fmt.Errorf("page %q is not a page number: %w", p, errMalformed))
+			return
+		}
+	}
 	ctx := c.Request.Context()
-	b, err := s.cfg.Builds.Store.Build(ctx, id)
+	b, res, err := buildResults(ctx, s.cfg.Builds.Store, id, hawaii.ResultQuery{Stage: st, Offset: (page - 1) * testPageSize, Limit: testPageSize})
 	if err != nil {
 		s.failBuildPage(c, err)
 		return
 	}
-	cases, err := s.cfg.Builds.Store.Results(ctx, id, "")
-	if err != nil {
-		s.failBuildPage(c, err)
-		return
+	v := buildView{BuildView: b, Pipeline: s.cfg.Pipeline != nil}
+	if s.cfg.Pipeline != nil {
+		v.Promotions = s.cfg.Pipeline.Promotions(id)
 	}
-	v := buildView{BuildView: b, Promotions: s.cfg.Pipeline.Promotions(id)}
 	for _, st := range b.Stages {
 		sv := stageView{StageRecord: st}
 		for _, step := range st.Steps {
@@ -204,12 +256,25 @@ func (s *Server) buildPage(c *gin.Context) {
 			}
 			sv.Steps = append(sv.Steps, row)
 		}
-		for _, tc := range cases {
-			if tc.Stage == st.Stage {
-				sv.Cases = append(sv.Cases, tc)
-			}
-		}
 		v.Stages = append(v.Stages, sv)
+	}
+	v.Tests = testsView{ResultPage: res, Stage: st, Stages: hawaii.Stages, Page: page,
+		Pages: max(1, (res.Total+testPageSize-1)/testPageSize)}
+	if len(res.Cases) > 0 {
+		v.Tests.First, v.Tests.Last = res.Offset+1, res.Offset+len(res.Cases)
+	}
+	q := func(p int) string {
+		vals := url.Values{"page": {strconv.Itoa(p)}}
+		if st != "" {
+			vals.Set("tests", string(st))
+		}
+		return vals.Encode()
+	}
+	if page > 1 {
+		v.Tests.Prev = q(min(page-1, v.Tests.Pages))
+	}
+	if res.Next() >= 0 {
+		v.Tests.Next = q(page + 1)
 	}
 	s.render(c, http.StatusOK, "build", pageData{Title: b.Service + " " + b.Version, Nav: "builds", Page: v})
 }
