@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
@@ -191,7 +192,12 @@ func (d *Driver) Scale(ctx context.Context, t signalman.Target, n int) (signalma
 		}
 	case n < len(cs):
 		// cs is ordered by number: the tail is the highest.
-		res.Stopped = d.stop(ctx, t, cs[n:])
+		res.Stopped, err = d.stop(ctx, t, cs[n:])
+		if err != nil {
+			// Report what runs now, not what was asked for.
+			res.To = len(cs) - len(res.Stopped)
+			return res, err
+		}
 	}
 	res.To = n
 	if !res.NoOp() {
@@ -268,7 +274,9 @@ func (d *Driver) Stop(ctx context.Context, t signalman.Target, id string) error 
 	if i < 0 {
 		return fmt.Errorf("%w: %s has no instance %q", signalman.ErrUnknownInstance, t, id)
 	}
-	d.stop(ctx, t, cs[i:i+1])
+	if _, err := d.stop(ctx, t, cs[i:i+1]); err != nil {
+		return err
+	}
 	d.log.Info("stopped instance", "target", t.String(), "instance", id)
 	return nil
 }
@@ -304,7 +312,9 @@ func (d *Driver) DestroyEnv(ctx context.Context, env string) error {
 				errc <- err
 				return
 			}
-			d.stop(ctx, t, cs)
+			if _, err := d.stop(ctx, t, cs); err != nil {
+				errc <- err
+			}
 		}()
 	}
 	wg.Wait()
@@ -607,6 +617,9 @@ func (d *Driver) create(ctx context.Context, t signalman.Target, spec Spec, vers
 	name := containerName(t, n)
 	resp, err := d.cli.ContainerCreate(ctx, cc, hc, nc, nil, name)
 	if err != nil {
+		if !cerrdefs.IsConflict(err) {
+			d.removeUnstarted(ctx, name, l.version)
+		}
 		return ctr{}, fmt.Errorf("docker: create %s: %w", name, err)
 	}
 	return ctr{
@@ -617,36 +630,66 @@ func (d *Driver) create(ctx context.Context, t signalman.Target, spec Spec, vers
 	}, nil
 }
 
+// removeUnstarted removes the container name if the engine created it for
+// a create call that failed anyway (the answer was lost on the way): it
+// was never started, and would hold the name and, on a bridge, the
+// address. Best effort: a container left behind is removed by the next
+// change of its target, which removes exited and created ones.
+func (d *Driver) removeUnstarted(ctx context.Context, name, version string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.StopTimeout)
+	defer cancel()
+	c, err := d.cli.ContainerInspect(ctx, name)
+	if err != nil || c.State == nil || c.State.Status != container.StateCreated ||
+		c.Config == nil || c.Config.Labels[LabelManaged] != "true" || c.Config.Labels[LabelVersion] != version {
+		return
+	}
+	if err := d.remove(ctx, c.ID); err != nil {
+		d.log.Warn("cannot remove the container of a failed create", "container", name, "err", err)
+	}
+}
+
 // stop drains and removes cs in parallel: SIGTERM, StopTimeout to drain,
 // SIGKILL, remove. It then waits, StopTimeout at most, until the registry
 // no longer lists them, so that callers can no longer pick a stopped
-// instance once it returns. It returns the IDs of the stopped instances.
-func (d *Driver) stop(ctx context.Context, t signalman.Target, cs []ctr) []string {
+// instance once it returns. It returns the IDs of the instances that are
+// stopped (removed, or stopped with their removal failed: the engine no
+// longer restarts them and the next change removes them), and an error
+// naming those the engine could neither stop nor remove: they still run.
+func (d *Driver) stop(ctx context.Context, t signalman.Target, cs []ctr) ([]string, error) {
 	secs := int((d.cfg.StopTimeout + time.Second - 1) / time.Second)
 	// Stopping is not abandoned half way: a container is either left
 	// running or removed.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.StopTimeout+30*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup
-	for _, c := range cs {
+	errs := make([]error, len(cs))
+	for i, c := range cs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := d.cli.ContainerStop(sctx, c.containerID, container.StopOptions{Timeout: &secs}); err != nil && !errdefsNotFound(err) {
-				d.log.Warn("stop container", "instance", c.inst.ID, "err", err)
+			stopErr := d.cli.ContainerStop(sctx, c.containerID, container.StopOptions{Timeout: &secs})
+			if stopErr != nil && !errdefsNotFound(stopErr) {
+				d.log.Warn("stop container", "instance", c.inst.ID, "err", stopErr)
+			} else {
+				stopErr = nil
 			}
 			if err := d.remove(sctx, c.containerID); err != nil {
 				d.log.Error("remove container", "instance", c.inst.ID, "err", err)
+				if stopErr != nil {
+					errs[i] = fmt.Errorf("docker: %s is still running: %w", c.inst.ID, errors.Join(stopErr, err))
+				}
 			}
 		}()
 	}
 	wg.Wait()
-	ids := make([]string, len(cs))
+	var ids []string
 	for i, c := range cs {
-		ids[i] = c.inst.ID
+		if errs[i] == nil {
+			ids = append(ids, c.inst.ID)
+		}
 	}
 	d.awaitDeregistered(ctx, t, ids)
-	return ids
+	return ids, errors.Join(errs...)
 }
 
 func (d *Driver) awaitDeregistered(ctx context.Context, t signalman.Target, ids []string) {

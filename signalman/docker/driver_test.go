@@ -53,7 +53,9 @@ func (g *gate) WaitInstances(ctx context.Context, name string, ok func([]registr
 	return g.w.WaitInstances(ctx, name, ok)
 }
 
-func newFixture(t testing.TB) *fixture {
+// newFixture starts etcd, a registry watcher and a driver; opts adjust
+// the driver's Config.
+func newFixture(t testing.TB, opts ...func(*docker.Config)) *fixture {
 	t.Helper()
 	cli := dockertest.Client(t)
 	image := dockertest.BuildDemoImage(t)
@@ -73,8 +75,7 @@ func newFixture(t testing.TB) *fixture {
 			"--etcd", strings.Join(srv.Endpoints(), ","), "--id", "{id}", "--env", "{env}", "--version", "{version}"}, extra...)
 	}
 	f := &fixture{cli: cli, watcher: w, env: env, gate: &gate{w: w}}
-	var err error
-	f.driver, err = docker.New(t.Context(), docker.Config{
+	cfg := docker.Config{
 		Client: cli,
 		Services: map[string]docker.Spec{
 			"inventory":  {Image: image, Cmd: cmd("inventory"), Version: "1.0.0"},
@@ -85,7 +86,12 @@ func newFixture(t testing.TB) *fixture {
 		Confirmer:      f.gate,
 		ConfirmTimeout: 20 * time.Second,
 		StopTimeout:    5 * time.Second,
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	var err error
+	f.driver, err = docker.New(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
