@@ -3,12 +3,16 @@ package web
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"golang.org/x/time/rate"
 
 	"github.com/kplane/kplane/auth"
 )
@@ -188,4 +192,124 @@ func (s *Server) clearCookie(c *gin.Context, name, path string) {
 		Secure:   s.secure(c),
 		SameSite: http.SameSiteLaxMode,
 	})
+}
+
+// LoginLimits bound failed sign-ins, so that passwords cannot be guessed
+// at speed: per client address (one attacker trying many users) and per
+// user name (many addresses trying one user). A successful sign-in does
+// not count. Over a limit the login form answers 429 with Retry-After.
+//
+// API tokens are not limited this way: they are 256 random bits, beyond
+// guessing at any rate.
+type LoginLimits struct {
+	// ClientRate and ClientBurst limit one client address. Zero is
+	// DefaultLoginClientRate and DefaultLoginClientBurst.
+	ClientRate  rate.Limit
+	ClientBurst int
+	// UserRate and UserBurst limit attempts naming one user. Zero is
+	// DefaultLoginUserRate and DefaultLoginUserBurst.
+	UserRate  rate.Limit
+	UserBurst int
+}
+
+// Defaults of LoginLimits: 20 failures at once from an address, then one
+// every 6 s; 10 failures for a user name, then one every 30 s.
+var (
+	DefaultLoginClientRate  = rate.Every(6 * time.Second)
+	DefaultLoginClientBurst = 20
+	DefaultLoginUserRate    = rate.Every(30 * time.Second)
+	DefaultLoginUserBurst   = 10
+)
+
+// limiterSweepAt is the number of keys above which a keyedLimiter forgets
+// the keys whose limiter has refilled (and so is as good as new).
+const limiterSweepAt = 4096
+
+// keyedLimiter is one token bucket per key (client address or user name).
+type keyedLimiter struct {
+	limit rate.Limit
+	burst int
+
+	mu   sync.Mutex
+	keys map[string]*keyedEntry
+}
+
+type keyedEntry struct {
+	lim  *rate.Limiter
+	last time.Time
+}
+
+func newKeyedLimiter(limit rate.Limit, burst int) *keyedLimiter {
+	return &keyedLimiter{limit: limit, burst: max(burst, 1), keys: map[string]*keyedEntry{}}
+}
+
+// reserve takes one token for key at now.
+func (k *keyedLimiter) reserve(key string, now time.Time) *rate.Reservation {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if len(k.keys) >= limiterSweepAt {
+		k.sweep(now)
+	}
+	e := k.keys[key]
+	if e == nil {
+		e = &keyedEntry{lim: rate.NewLimiter(k.limit, k.burst)}
+		k.keys[key] = e
+	}
+	e.last = now
+	return e.lim.ReserveN(now, 1)
+}
+
+// sweep drops the keys untouched for long enough to have refilled.
+func (k *keyedLimiter) sweep(now time.Time) {
+	refill := time.Duration(float64(k.burst) / float64(k.limit) * float64(time.Second))
+	for key, e := range k.keys {
+		if now.Sub(e.last) >= refill {
+			delete(k.keys, key)
+		}
+	}
+}
+
+// loginLimiter applies LoginLimits.
+type loginLimiter struct {
+	clients, users *keyedLimiter
+}
+
+func newLoginLimiter(l LoginLimits) *loginLimiter {
+	if l.ClientRate == 0 {
+		l.ClientRate, l.ClientBurst = DefaultLoginClientRate, DefaultLoginClientBurst
+	}
+	if l.UserRate == 0 {
+		l.UserRate, l.UserBurst = DefaultLoginUserRate, DefaultLoginUserBurst
+	}
+	return &loginLimiter{clients: newKeyedLimiter(l.ClientRate, l.ClientBurst), users: newKeyedLimiter(l.UserRate, l.UserBurst)}
+}
+
+// admit counts one sign-in attempt from client naming user ("" for a token
+// sign-in). It returns forget, which uncounts the attempt (call it when
+// the sign-in succeeded), or how long to wait when over a limit.
+func (l *loginLimiter) admit(client, user string, now time.Time) (forget func(), wait time.Duration) {
+	rs := []*rate.Reservation{l.clients.reserve(client, now)}
+	if user != "" {
+		rs = append(rs, l.users.reserve(strings.ToLower(user), now))
+	}
+	cancel := func() {
+		for _, r := range rs {
+			r.CancelAt(now)
+		}
+	}
+	for _, r := range rs {
+		if d := r.DelayFrom(now); d > wait {
+			wait = d
+		}
+	}
+	if wait > 0 {
+		cancel()
+		return nil, wait
+	}
+	return cancel, 0
+}
+
+// retryAfter formats a wait as whole seconds, rounded up.
+func retryAfter(d time.Duration) string {
+	return strconv.Itoa(int(math.Ceil(d.Seconds())))
 }

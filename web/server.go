@@ -30,6 +30,24 @@ const readyTimeout = 2 * time.Second
 // so that proxies and browsers do not drop it as dead.
 const heartbeatInterval = 15 * time.Second
 
+// Timeouts of the http.Server that HTTPServer returns. A slow or stalled
+// client cannot hold a connection and its goroutine for longer than these.
+// Event streams are meant to stay open: openStream lifts the write
+// deadline of its connection, and the read deadline does not end a
+// handler that has read its request (TestStreamsOutliveServerTimeouts).
+const (
+	// ReadHeaderTimeout bounds reading a request's headers.
+	ReadHeaderTimeout = 10 * time.Second
+	// ReadTimeout bounds reading a whole request, body included: ample
+	// for the largest span batch (IngestMaxBodyBytes) on a slow link.
+	ReadTimeout = 2 * time.Minute
+	// WriteTimeout bounds a handler and the writing of its answer; the
+	// slowest handler, a manual scale, waits at most 30 s for instances.
+	WriteTimeout = 2 * time.Minute
+	// IdleTimeout closes keep-alive connections idle for this long.
+	IdleTimeout = 2 * time.Minute
+)
+
 // ServiceSource is what web needs from the registry: the current services
 // and a coalescing change signal.
 //
@@ -93,6 +111,8 @@ type Config struct {
 	// Builds configures the build report, test result and audit log API;
 	// a nil Builds.Store leaves those routes unregistered.
 	Builds BuildAPI
+	// Login bounds failed sign-ins; the zero value is the defaults.
+	Login LoginLimits
 }
 
 // Server serves kplane's HTTP API and console.
@@ -108,6 +128,7 @@ type Server struct {
 	// bodyLimits overrides maxBody per route (gin's FullPath); written
 	// only while routes are registered, in New.
 	bodyLimits map[string]int64
+	loginLimit *loginLimiter
 
 	engine  *gin.Engine
 	pages   *pages
@@ -139,6 +160,7 @@ func New(cfg Config) (*Server, error) {
 		maxBody:     cfg.MaxBodyBytes,
 		heartbeat:   heartbeatInterval,
 		bodyLimits:  map[string]int64{},
+		loginLimit:  newLoginLimiter(cfg.Login),
 		streamsDone: make(chan struct{}),
 	}
 	if s.log == nil {
@@ -169,6 +191,22 @@ func New(cfg Config) (*Server, error) {
 
 // Handler returns the HTTP handler serving every route.
 func (s *Server) Handler() http.Handler { return s.engine }
+
+// HTTPServer returns an http.Server for Handler with kplane's timeouts,
+// its errors logged, and CloseStreams registered to run on Shutdown. The
+// caller may set BaseContext or TLSConfig before serving.
+func (s *Server) HTTPServer() *http.Server {
+	hs := &http.Server{
+		Handler:           s.engine,
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		ReadTimeout:       ReadTimeout,
+		WriteTimeout:      WriteTimeout,
+		IdleTimeout:       IdleTimeout,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	hs.RegisterOnShutdown(s.CloseStreams)
+	return hs
+}
 
 // CloseStreams ends every open server-sent-event stream and makes new ones
 // end at once. Register it with http.Server.RegisterOnShutdown so that a

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -72,12 +73,28 @@ func (s *Server) login(c *gin.Context) {
 		s.showLogin(c, http.StatusForbidden, v)
 		return
 	}
+	tok := strings.TrimSpace(c.PostForm("token"))
+	limitedUser := v.Username
+	if tok != "" {
+		limitedUser = ""
+	}
+	forget, wait := s.loginLimit.admit(c.ClientIP(), limitedUser, s.now())
+	if wait > 0 {
+		requestLogger(c, s.log).Warn("sign-in rate limited", "client", c.ClientIP())
+		c.Header("Retry-After", retryAfter(wait))
+		v.Error = fmt.Sprintf("Too many failed sign-ins. Try again in %s.", retryAfter(wait)+" s")
+		s.showLogin(c, http.StatusTooManyRequests, v)
+		return
+	}
 	var sess auth.Session
 	var err error
-	if tok := strings.TrimSpace(c.PostForm("token")); tok != "" {
+	if tok != "" {
 		sess, err = s.auth.LoginToken(c.Request.Context(), tok)
 	} else {
 		sess, err = s.auth.Login(c.Request.Context(), v.Username, c.PostForm("password"))
+	}
+	if err == nil {
+		forget()
 	}
 	if errors.Is(err, auth.ErrUnauthenticated) {
 		v.Error = "Wrong user name, password or token."
