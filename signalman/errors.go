@@ -16,4 +16,8 @@ var (
 	// ErrNotConfirmed means instances were started but did not register in
 	// time; they have been stopped again.
 	ErrNotConfirmed = errors.New("instances not confirmed by the registry")
+	// ErrSuperseded means someone else changed the target's instance
+	// count while a driver waited for its own change: the other change
+	// stands and was not reverted.
+	ErrSuperseded = errors.New("superseded by another change")
 )

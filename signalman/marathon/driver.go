@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kplane/kplane/registry"
 	"github.com/kplane/kplane/signalman"
 )
 
@@ -112,7 +111,7 @@ func (d *Driver) AppID(t signalman.Target) string {
 // the deployment this call started may still hold the lock) and Scale
 // returns the failure: signalman.ErrNotConfirmed, or ctx's error. A change
 // of the count by someone else during the wait is not reverted: Scale
-// returns an error naming it.
+// returns signalman.ErrSuperseded naming it.
 func (d *Driver) Scale(ctx context.Context, t signalman.Target, n int) (signalman.Result, error) {
 	res := signalman.Result{Target: t}
 	if err := t.Validate(); err != nil {
@@ -141,11 +140,8 @@ func (d *Driver) Scale(ctx context.Context, t signalman.Target, n int) (signalma
 	}
 	d.log.Info("scaling", "target", t.String(), "app", id, "from", before.Instances, "to", n, "deployment", dep.DeploymentID)
 
-	after, superseded, err := d.wait(ctx, t, id, dep.DeploymentID, n)
+	after, err := d.wait(ctx, t, id, dep.DeploymentID, before.Instances, n)
 	if err != nil {
-		if !superseded {
-			d.revert(ctx, t, id, before.Instances)
-		}
 		return res, err
 	}
 	res.To = n
@@ -173,89 +169,49 @@ func (d *Driver) Instances(ctx context.Context, t signalman.Target) ([]signalman
 }
 
 // wait follows deployment depID of app id to its end, then the app until n
-// tasks run and are healthy, then the registry. superseded reports that
-// someone else changed the app's instance count meanwhile: that change
-// wins and must not be reverted.
-func (d *Driver) wait(ctx context.Context, t signalman.Target, id, depID string, n int) (_ *app, superseded bool, _ error) {
-	wctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
-	defer cancel()
-	fail := func(stage string, err error) (*app, bool, error) {
-		if ctx.Err() != nil {
-			return nil, false, fmt.Errorf("marathon: scaling %s: %w", id, ctx.Err())
-		}
-		if errors.Is(err, context.DeadlineExceeded) {
-			return nil, false, fmt.Errorf("%w: marathon app %s: %s within %s", signalman.ErrNotConfirmed, id, stage, d.cfg.Timeout)
-		}
-		return nil, false, err
-	}
-
-	// The deployment.
-	for {
-		deps, err := d.api.deployments(wctx)
-		if err != nil {
-			return fail("deployment "+depID+" did not finish", err)
-		}
-		if !slices.ContainsFunc(deps, func(x deployment) bool { return x.ID == depID }) {
-			break
-		}
-		if err := sleep(wctx, d.cfg.PollInterval); err != nil {
-			return fail("deployment "+depID+" did not finish", err)
-		}
-	}
-
-	// The tasks. A deployment also ends when it fails or another one
-	// cancels it, so the app itself is the judge.
+// tasks run and are healthy, then the registry, and sets the app back to
+// from if that fails (signalman.Converge). Someone else changing the
+// app's instance count meanwhile is signalman.ErrSuperseded: that change
+// wins and is not reverted.
+func (d *Driver) wait(ctx context.Context, t signalman.Target, id, depID string, from, n int) (*app, error) {
 	var last *app
-	for {
-		a, err := d.api.app(wctx, id)
-		if err != nil {
-			return fail(fmt.Sprintf("%d tasks were not running and healthy", n), err)
-		}
-		if a.Instances != n {
-			return nil, true, fmt.Errorf("marathon: app %s: another change set %d instances while scaling to %d", id, a.Instances, n)
-		}
-		if a.converged() {
+	deploying := true
+	err := signalman.Converge{
+		Target: t, Object: "marathon app " + id, From: from, N: n,
+		Timeout: d.cfg.Timeout, Poll: d.cfg.PollInterval, Confirmer: d.cfg.Confirmer, Logger: d.log,
+		Check: func(ctx context.Context) (bool, string, error) {
+			if deploying {
+				deps, err := d.api.deployments(ctx)
+				if err != nil {
+					return false, "", err
+				}
+				if slices.ContainsFunc(deps, func(x deployment) bool { return x.ID == depID }) {
+					return false, "deployment " + depID + " did not finish", nil
+				}
+				deploying = false
+			}
+			// A deployment also ends when it fails or another one
+			// cancels it, so the app itself is the judge.
+			a, err := d.api.app(ctx, id)
+			if err != nil {
+				return false, "", err
+			}
+			if a.Instances != n {
+				return false, "", fmt.Errorf("%w: marathon app %s: another change set %d instances while scaling to %d",
+					signalman.ErrSuperseded, id, a.Instances, n)
+			}
 			last = a
-			break
-		}
-		if err := sleep(wctx, d.cfg.PollInterval); err != nil {
-			return fail(fmt.Sprintf("%d tasks were not running and healthy (running %d, healthy %d)",
-				n, a.TasksRunning, a.TasksHealthy), err)
-		}
-	}
-
-	if d.cfg.Confirmer == nil {
-		return last, false, nil
-	}
-	err := d.cfg.Confirmer.WaitInstances(wctx, t.Service, func(in []registry.Instance) bool {
-		return countEnv(in, t.Env) == n
-	})
-	if err != nil {
-		return fail(fmt.Sprintf("%d instances of %s were not registered", n, t), err)
-	}
-	return last, false, nil
-}
-
-// revert sets the app back to from after a failed wait. It outlives ctx's
-// cancellation: the contract is that nothing is left half-done.
-func (d *Driver) revert(ctx context.Context, t signalman.Target, id string, from int) {
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
-	defer cancel()
-	if _, err := d.api.scale(rctx, id, from, true); err != nil {
-		d.log.Error("revert failed", "target", t.String(), "app", id, "instances", from, "err", err)
-		return
-	}
-	d.log.Warn("scale reverted", "target", t.String(), "app", id, "instances", from)
-}
-
-func countEnv(in []registry.Instance, env string) int {
-	c := 0
-	for _, i := range in {
-		if i.Env == env {
-			c++
-		}
-	}
-	return c
+			return a.converged(), fmt.Sprintf("%d tasks were not running and healthy (running %d, healthy %d)",
+				n, a.TasksRunning, a.TasksHealthy), nil
+		},
+		// With force: the deployment this call started may still hold
+		// the app's lock.
+		Revert: func(ctx context.Context) error {
+			_, err := d.api.scale(ctx, id, from, true)
+			return err
+		},
+	}.Run(ctx)
+	return last, err
 }
 
 // diff returns the IDs in after but not in before, and those in before but
@@ -275,15 +231,4 @@ func diff(before, after []task) (started, stopped []string) {
 		}
 	}
 	return started, stopped
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-tm.C:
-		return nil
-	}
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/swarm"
 
-	"github.com/kplane/kplane/registry"
 	"github.com/kplane/kplane/signalman"
 )
 
@@ -125,9 +124,8 @@ func (d *Driver) Scale(ctx context.Context, t signalman.Target, n int) (signalma
 	}
 	d.log.Info("scaling", "target", t.String(), "service", id, "from", from, "to", n)
 
-	after, err := d.wait(ctx, t, id, n)
+	after, err := d.wait(ctx, t, id, from, n)
 	if err != nil {
-		d.revert(ctx, t, id, n, from)
 		return res, err
 	}
 	res.To = n
@@ -253,81 +251,47 @@ func outOfSequence(err error) bool {
 }
 
 // wait polls the tasks until exactly n run and nothing is shutting down,
-// then asks the Confirmer.
-func (d *Driver) wait(ctx context.Context, t signalman.Target, id string, n int) ([]swarm.Task, error) {
-	wctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
-	defer cancel()
-	fail := func(what string, err error) ([]swarm.Task, error) {
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("swarm: scaling %s: %w", t, ctx.Err())
-		}
-		if errors.Is(err, context.DeadlineExceeded) {
-			return nil, fmt.Errorf("%w: swarm service %s: %s within %s", signalman.ErrNotConfirmed, id, what, d.cfg.Timeout)
-		}
+// then asks the Confirmer; if that fails it sets the replicas back to from,
+// unless someone else changed them from n meanwhile (signalman.Converge).
+func (d *Driver) wait(ctx context.Context, t signalman.Target, id string, from, n int) ([]swarm.Task, error) {
+	var running []swarm.Task
+	err := signalman.Converge{
+		Target: t, Object: "swarm service " + id, From: from, N: n,
+		Timeout: d.cfg.Timeout, Poll: d.cfg.PollInterval, Confirmer: d.cfg.Confirmer, Logger: d.log,
+		Check: func(ctx context.Context) (bool, string, error) {
+			all, err := d.tasks(ctx, id)
+			if err != nil {
+				return false, "", err
+			}
+			running = running[:0]
+			settled := true
+			for _, tk := range all {
+				isRunning := tk.Status.State == swarm.TaskStateRunning
+				wanted := tk.DesiredState == swarm.TaskStateRunning
+				if isRunning && wanted {
+					running = append(running, tk)
+				}
+				if isRunning != wanted {
+					settled = false // starting, or still stopping
+				}
+			}
+			return settled && len(running) == n, fmt.Sprintf("%d tasks were not running (%d are)", n, len(running)), nil
+		},
+		Revert: func(ctx context.Context) error {
+			_, err := d.setReplicas(ctx, id, from, func(cur int) error {
+				if cur != n {
+					return fmt.Errorf("replicas changed to %d by someone else", cur)
+				}
+				return nil
+			})
+			return err
+		},
+	}.Run(ctx)
+	if err != nil {
 		return nil, err
 	}
-	var running []swarm.Task
-	for {
-		all, err := d.tasks(wctx, id)
-		if err != nil {
-			return fail(fmt.Sprintf("%d tasks were not running", n), err)
-		}
-		running = running[:0]
-		settled := true
-		for _, tk := range all {
-			isRunning := tk.Status.State == swarm.TaskStateRunning
-			wanted := tk.DesiredState == swarm.TaskStateRunning
-			if isRunning && wanted {
-				running = append(running, tk)
-			}
-			if isRunning != wanted {
-				settled = false // starting, or still stopping
-			}
-		}
-		if settled && len(running) == n {
-			break
-		}
-		select {
-		case <-wctx.Done():
-			return fail(fmt.Sprintf("%d tasks were not running (%d are)", n, len(running)), wctx.Err())
-		case <-time.After(d.cfg.PollInterval):
-		}
-	}
 	sortTasks(running)
-	if d.cfg.Confirmer == nil {
-		return running, nil
-	}
-	err := d.cfg.Confirmer.WaitInstances(wctx, t.Service, func(in []registry.Instance) bool {
-		c := 0
-		for _, i := range in {
-			if i.Env == t.Env {
-				c++
-			}
-		}
-		return c == n
-	})
-	if err != nil {
-		return fail(fmt.Sprintf("%d instances of %s were not registered", n, t), err)
-	}
 	return running, nil
-}
-
-// revert sets the replicas back to from after a failed wait, unless someone
-// else changed them from n meanwhile. It outlives ctx's cancellation.
-func (d *Driver) revert(ctx context.Context, t signalman.Target, id string, n, from int) {
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
-	defer cancel()
-	_, err := d.setReplicas(rctx, id, from, func(cur int) error {
-		if cur != n {
-			return fmt.Errorf("replicas changed to %d by someone else", cur)
-		}
-		return nil
-	})
-	if err != nil {
-		d.log.Error("revert failed", "target", t.String(), "service", id, "replicas", from, "err", err)
-		return
-	}
-	d.log.Warn("scale reverted", "target", t.String(), "service", id, "replicas", from)
 }
 
 func (d *Driver) tasks(ctx context.Context, id string) ([]swarm.Task, error) {
