@@ -51,6 +51,10 @@ type Config struct {
 	Logger *slog.Logger
 	// UnsafeNoFsync skips fsync. For tests only: a crash loses data.
 	UnsafeNoFsync bool
+	// ClientCertFile and ClientKeyFile, when set, make the client
+	// listener serve TLS; ClientURL must then be https. ClientCAFile, when
+	// set too, requires clients to present a certificate it signed.
+	ClientCertFile, ClientKeyFile, ClientCAFile string
 }
 
 // Server is a running embedded etcd member.
@@ -103,6 +107,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	ec.AdvertisePeerUrls = []url.URL{*purl}
 	ec.InitialCluster = ec.InitialClusterFromName(cfg.Name)
 	ec.UnsafeNoFsync = cfg.UnsafeNoFsync
+	if cfg.ClientCertFile != "" {
+		ec.ClientTLSInfo.CertFile = cfg.ClientCertFile
+		ec.ClientTLSInfo.KeyFile = cfg.ClientKeyFile
+		ec.ClientTLSInfo.TrustedCAFile = cfg.ClientCAFile
+		ec.ClientTLSInfo.ClientCertAuth = cfg.ClientCAFile != ""
+	}
 	ec.LogLevel = "error"
 	closing := new(atomic.Bool)
 	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zapToSlog(cfg.Logger, closing))
