@@ -151,7 +151,9 @@ func (p *pipeline) configureWeb(c *web.Config) {
 
 // seedDemoBuilds reports three inventory builds, as CI would, when
 // inventory has none: the pipeline then runs alpha and qa on them for
-// real, and a newcomer can promote one.
+// real, and a newcomer can promote one. A fourth, newest build comes with
+// a recorded failed alpha run (seedFailedAlpha), so that the review page
+// shows from the first minute what a blocked promotion looks like.
 func seedDemoBuilds(ctx context.Context, store hawaii.Store, now time.Time) error {
 	have, err := store.Builds(ctx, hawaii.BuildQuery{Service: "inventory", Limit: 1})
 	if err != nil || len(have) > 0 {
@@ -165,6 +167,7 @@ func seedDemoBuilds(ctx context.Context, store hawaii.Store, now time.Time) erro
 		{"1.1.0", "3f1c2a9", "alice", []string{"inventory: list events by date", "inventory: index orders by event"}},
 		{"1.2.0", "8b7d4e1", "bob", []string{"inventory: idempotent order creation", "ticketing: shorter drain on shutdown"}},
 		{"1.3.0", "c45e0f7", "carol", []string{"inventory: check-in returns the seat", "inventory: faster event listing"}},
+		{"1.4.0", "e91b3d2", "dave", []string{"inventory: rename GET /events to GET /event", "inventory: shorter order IDs"}},
 	}
 	for i, d := range demos {
 		at := now.Add(time.Duration(i-len(demos)) * 10 * time.Minute)
@@ -189,8 +192,53 @@ func seedDemoBuilds(ctx context.Context, store hawaii.Store, now time.Time) erro
 		}); err != nil {
 			return err
 		}
+		if i == len(demos)-1 {
+			if err := seedFailedAlpha(ctx, store, stored, at); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
+}
+
+// seedFailedAlpha records, for the demo's newest build, the alpha run its
+// changelog would cause: the smoke job's "list events" check finds GET
+// /events gone. The process driver runs every version from this one
+// binary, so the demo cannot run that regression itself (the Docker end
+// to end test builds and runs it for real); the record says it is one, and
+// the pipeline, which only starts builds whose alpha is pending, leaves it
+// as it is.
+func seedFailedAlpha(ctx context.Context, store hawaii.Store, b hawaii.Build, at time.Time) error {
+	env := hawaii.AlphaEnv(b.ID)
+	inst := "inventory-" + env + "-1"
+	const why = "recorded by kplane dev for the demo, not run: 1 of 3 tests failed"
+	step := func(name string, st hawaii.Status, from, took time.Duration, msg string) hawaii.Step {
+		return hawaii.Step{Name: name, Status: st, Started: at.Add(from), Finished: at.Add(from + took), Message: msg}
+	}
+	rec := hawaii.StageRecord{BuildID: b.ID, Stage: hawaii.StageAlpha, Status: hawaii.StatusFailed,
+		Started: at, Finished: at.Add(9 * time.Second), Steps: []hawaii.Step{
+			step("create environment "+env, hawaii.StatusPassed, 0, 6*time.Second, ""),
+			step("test job smoke", hawaii.StatusFailed, 6*time.Second, 300*time.Millisecond, why),
+			step("destroy environment "+env, hawaii.StatusPassed, 6300*time.Millisecond, 2700*time.Millisecond, ""),
+		}}
+	if _, err := store.SetStage(ctx, rec); err != nil {
+		return err
+	}
+	junit := fmt.Sprintf(`<testsuite name="smoke inventory in %[1]s" tests="3" failures="1">
+  <testcase classname="smoke.inventory" name="instances registered" time="0.001"/>
+  <testcase classname="smoke.inventory" name="healthz %[2]s" time="0.004"/>
+  <testcase classname="smoke.inventory" name="list events %[2]s" time="0.003"><failure message="GET http://127.0.0.1:41873/events: 404 Not Found: 404 page not found"/></testcase>
+</testsuite>`, env, inst)
+	cases, err := hawaii.ParseJUnit(b.ID, hawaii.StageAlpha, []byte(junit))
+	if err != nil {
+		return err
+	}
+	if _, err := store.AddResults(ctx, b.ID, hawaii.StageAlpha, cases); err != nil {
+		return err
+	}
+	_, err = store.Audit(ctx, hawaii.Event{Actor: "demo", Action: hawaii.ActionStageChanged, Service: b.Service, BuildID: b.ID,
+		Stage: hawaii.StageAlpha, Details: hawaii.Details(map[string]string{"status": string(hawaii.StatusFailed), "reason": why})})
+	return err
 }
 
 func newSmokeCmd() *cobra.Command {
