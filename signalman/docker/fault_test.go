@@ -340,3 +340,118 @@ func TestScaleEngineErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestDeployEngineErrors(t *testing.T) {
+	t.Parallel()
+	f, p := newFaultFixture(t)
+	ctx := t.Context()
+	tg := f.target("inventory")
+	if _, err := f.driver.Scale(ctx, tg, 2); err != nil {
+		t.Fatal(err)
+	}
+	dep, err := signalman.NewDeployer(signalman.DeployerConfig{Driver: f.driver,
+		Gate: signalman.HTTPGate{Locator: f.watcher, Interval: 100 * time.Millisecond, Successes: 2, Timeout: 15 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	current := "1.0.0"
+	for i, tc := range []struct {
+		name   string
+		faults []*fault
+		want   signalman.DeployState
+	}{
+		{"start of the second new instance fails", []*fault{{method: "POST", path: pathStart, mode: fail500, skip: 1, times: 1}},
+			signalman.DeployRolledBack},
+		{"start of the second new instance dropped after the engine started it", []*fault{{method: "POST", path: pathStart, mode: dropAfter, skip: 1, times: 1}},
+			signalman.DeployRolledBack},
+		{"stop of an old instance fails", []*fault{
+			{method: "POST", path: pathStop, mode: fail500, times: 1},
+			{method: "DELETE", path: pathRemove, mode: fail500, times: 1},
+		}, signalman.DeployRolledBack},
+		// The rollback's starts fail too: the deploy fails, half rolled.
+		{"every start after the first fails", []*fault{{method: "POST", path: pathStart, mode: fail500, skip: 1}},
+			signalman.DeployFailed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			version := fmt.Sprintf("%d.0.0", i+2)
+			before := f.consistent(t, tg)
+			p.inject(tc.faults...)
+			start := time.Now()
+			d, err := dep.Deploy(ctx, signalman.DeployRequest{Target: tg, Version: version})
+			took := time.Since(start)
+			injected := p.injected()
+			p.heal()
+			if err != nil {
+				t.Fatalf("deploy %s: %v", version, err)
+			}
+			insts := f.consistent(t, tg)
+			t.Logf("deploy %s→%s with %v: %s in %s, %d steps: %s", current, version, injected, d.State,
+				took.Round(time.Millisecond), len(d.Steps), d.Error)
+			if len(injected) == 0 {
+				t.Fatalf("no fault was injected")
+			}
+			if d.State != tc.want || d.Ended.IsZero() {
+				t.Errorf("deploy ended %s (ended %v), want %s: %s", d.State, d.Ended, tc.want, d.Error)
+			}
+			// The steps account for every change: replayed on the
+			// instances before, they give the instances after.
+			set := map[string]bool{}
+			for _, in := range before {
+				set[in.ID] = true
+			}
+			for _, s := range d.Steps {
+				if s.Outcome == signalman.OutcomeFailed && s.Error == "" {
+					t.Errorf("failed step without its error: %+v", s)
+				}
+				if s.Outcome != signalman.OutcomeOK || s.Instance == "" {
+					continue
+				}
+				switch s.Action {
+				case signalman.ActionStart:
+					set[s.Instance] = true
+				case signalman.ActionStop:
+					delete(set, s.Instance)
+				}
+			}
+			var replayed []string
+			for id := range set {
+				replayed = append(replayed, id)
+			}
+			slices.Sort(replayed)
+			if !slices.Equal(replayed, ids(insts)) {
+				t.Errorf("the steps give %v; the driver runs %v; steps:\n%s", replayed, ids(insts), formatSteps(d.Steps))
+			}
+			if d.State == signalman.DeployRolledBack {
+				for _, in := range insts {
+					if in.Version != current {
+						t.Errorf("rolled back, but %s runs %s, not %s", in.ID, in.Version, current)
+					}
+				}
+			}
+
+			// Healed: the same deploy succeeds.
+			d, err = dep.Deploy(ctx, signalman.DeployRequest{Target: tg, Version: version, Instances: 2})
+			if err != nil || d.State != signalman.DeploySucceeded {
+				t.Fatalf("deploy %s once healed: %v, %s: %s\n%s", version, err, d.State, d.Error, formatSteps(d.Steps))
+			}
+			insts = f.consistent(t, tg)
+			for _, in := range insts {
+				if in.Version != version {
+					t.Errorf("after the healed deploy %s runs %s, want %s", in.ID, in.Version, version)
+				}
+			}
+			if len(insts) != 2 {
+				t.Errorf("%d instances after the healed deploy, want 2", len(insts))
+			}
+			current = version
+		})
+	}
+}
+
+func formatSteps(steps []signalman.Step) string {
+	var b strings.Builder
+	for _, s := range steps {
+		fmt.Fprintf(&b, "  %s %s %s %s %s\n", s.Action, s.Instance, s.Version, s.Outcome, s.Error)
+	}
+	return b.String()
+}
