@@ -63,7 +63,7 @@ func Start(t testing.TB) *Server {
 		t.Cleanup(func() { s.close() })
 		// Registered after close, so it runs first: clients lose etcd
 		// before etcd stops, and its shutdown does not wait on them.
-		s.front = newProxy(t, strings.TrimPrefix(s.cfg.ClientURL, "http://"))
+		s.front = newProxy(t, "127.0.0.1:0", strings.TrimPrefix(s.cfg.ClientURL, "http://"))
 		return s
 	}
 	t.Fatalf("etcdtest: %v", lastErr)
@@ -79,7 +79,15 @@ func (s *Server) Endpoints() []string {
 // some clients (made with Proxy.Client) while others keep working.
 func (s *Server) Proxy(t testing.TB) *Proxy {
 	t.Helper()
-	return newProxy(t, strings.TrimPrefix(s.cfg.ClientURL, "http://"))
+	return newProxy(t, "127.0.0.1:0", strings.TrimPrefix(s.cfg.ClientURL, "http://"))
+}
+
+// ProxyOn returns a new relay to this server that listens on host (an
+// address of this machine), for clients that cannot reach loopback, such
+// as containers on a Docker bridge network dialling its gateway.
+func (s *Server) ProxyOn(t testing.TB, host string) *Proxy {
+	t.Helper()
+	return newProxy(t, net.JoinHostPort(host, "0"), strings.TrimPrefix(s.cfg.ClientURL, "http://"))
 }
 
 // Client returns a client of this server, closed when t ends. Its logging

@@ -22,9 +22,9 @@ type Proxy struct {
 	wg    sync.WaitGroup
 }
 
-func newProxy(t testing.TB, target string) *Proxy {
+func newProxy(t testing.TB, listen, target string) *Proxy {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", listen)
 	if err != nil {
 		t.Fatalf("etcdtest: proxy: %v", err)
 	}

@@ -33,12 +33,14 @@ func TestZeroFailedRequests(t *testing.T) {
 
 	srv := etcdtest.Start(t)
 	w := registry.NewWatcher(registry.WatcherConfig{Client: srv.Client(t)})
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
+	wctx, stopWatch := context.WithCancel(context.Background())
 	watchDone := make(chan struct{})
-	go func() { defer close(watchDone); _ = w.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-watchDone })
+	go func() { defer close(watchDone); _ = w.Run(wctx) }()
+	// Stopped after the driver's cleanup, which waits for deregistration.
+	t.Cleanup(func() { stopWatch(); <-watchDone })
 	<-w.Ready()
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
 
 	// The instances share one SQLite database, as in `kplane dev --driver
 	// docker`: bind-mounted at the same path, written as this user.
