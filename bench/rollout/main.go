@@ -1,15 +1,21 @@
-// Command rollout measures signalman's rolling deploys and scaling with
-// the process driver: real ticketing inventory instances (this binary,
-// re-executed) registered in an embedded etcd on loopback, under a steady
-// load through the registry client. It reports the time per instance of a
-// scale-up (confirmed: registered), the time per rolling step (start,
-// registered, health gate, drain and stop of one old instance) and the
-// failed requests of the load. Results go in docs/benchmarks.md.
+// Command rollout measures signalman's rolling deploys and scaling: real
+// ticketing inventory instances registered in an embedded etcd on
+// loopback, under a steady load through the registry client. It reports
+// the time per instance of a scale-up (confirmed: registered), the time
+// per rolling step (start, registered, health gate, drain and stop of one
+// old instance) and the failed requests of the load. Results go in
+// docs/benchmarks.md.
 //
-//	go run ./bench/rollout [-runs 3] [-rate 100]
+//	go run ./bench/rollout [-driver process|docker] [-runs 3] [-rate 100]
+//
+// With -driver process (the default) the instances are this binary,
+// re-executed. With -driver docker they are containers (host network) of
+// a FROM scratch image of the demo's own command, built offline first
+// (go build with CGO_ENABLED=0, then the image from a tar context through
+// the engine API) and removed at the end with every container.
 //
 // It is bounded (about 15 s per run), writes only to a temp dir, and
-// touches nothing but loopback.
+// touches nothing but loopback and its own containers.
 package main
 
 import (
@@ -19,13 +25,18 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
 	"github.com/spf13/pflag"
 
 	"github.com/kplane/kplane/examples/ticketing"
@@ -33,8 +44,12 @@ import (
 	"github.com/kplane/kplane/internal/etcdserver"
 	"github.com/kplane/kplane/registry"
 	"github.com/kplane/kplane/signalman"
+	"github.com/kplane/kplane/signalman/docker"
 	"github.com/kplane/kplane/signalman/process"
 )
+
+// envPrefix starts the environment name of each run.
+const envPrefix = "bench-"
 
 // childEnv makes this binary a ticketing instance.
 const childEnv = "KPLANE_BENCH_ROLLOUT_CHILD"
@@ -45,8 +60,13 @@ func main() {
 	}
 	runs := flag.Int("runs", 3, "repetitions")
 	rate := flag.Float64("rate", 100, "load in requests per second through the registry")
+	driver := flag.String("driver", "process", "process or docker")
 	flag.Parse()
-	if err := run(*runs, *rate); err != nil {
+	if *driver != "process" && *driver != "docker" {
+		fmt.Fprintf(os.Stderr, "rollout: -driver %q: want process or docker\n", *driver)
+		os.Exit(2)
+	}
+	if err := run(*driver, *runs, *rate); err != nil {
 		fmt.Fprintln(os.Stderr, "rollout:", err)
 		os.Exit(1)
 	}
@@ -72,7 +92,7 @@ type sample struct {
 	failed, ok               int
 }
 
-func run(runs int, rate float64) error {
+func run(driver string, runs int, rate float64) error {
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer cancel()
 	dir, err := os.MkdirTemp("", "kplane-bench-rollout-")
@@ -104,25 +124,22 @@ func run(runs int, rate float64) error {
 	defer func() { stopWatcher(); <-watcherDone }()
 	<-w.Ready()
 
-	exe, err := os.Executable()
-	if err != nil {
-		return err
+	var d signalman.InstanceDriver
+	if driver == "docker" {
+		dd, closeDocker, err := newDockerDriver(ctx, srv.Endpoints(), w, dir)
+		if err != nil {
+			return err
+		}
+		defer closeDocker()
+		d = dd
+	} else {
+		pd, err := newProcessDriver(srv.Endpoints(), w, dir)
+		if err != nil {
+			return err
+		}
+		defer pd.Close()
+		d = pd
 	}
-	d, err := process.New(process.Config{
-		Services: map[string]process.Spec{"inventory": {
-			Path: exe,
-			Args: []string{"inventory", "--listen", "127.0.0.1:0", "--etcd", strings.Join(srv.Endpoints(), ","),
-				"--id", "{id}", "--env", "{env}", "--version", "{version}", "--db", filepath.Join(dir, "inventory.db")},
-			Env:     []string{childEnv + "=1"},
-			Version: "v0",
-		}},
-		Confirmer:   w,
-		StopTimeout: ticketing.ShutdownTimeout + ticketing.DeregisterDelay + 2*time.Second,
-	})
-	if err != nil {
-		return err
-	}
-	defer d.Close()
 	dep, err := signalman.NewDeployer(signalman.DeployerConfig{Driver: d, Gate: signalman.HTTPGate{Locator: w}})
 	if err != nil {
 		return err
@@ -131,7 +148,7 @@ func run(runs int, rate float64) error {
 
 	var all sample
 	for r := range runs {
-		t := signalman.Target{Service: "inventory", Env: fmt.Sprintf("bench-%d", r)}
+		t := signalman.Target{Service: "inventory", Env: fmt.Sprintf("%s%d-%d", envPrefix, os.Getpid(), r)}
 		start := time.Now()
 		if _, err := d.Scale(ctx, t, 4); err != nil {
 			return err
@@ -174,8 +191,8 @@ func run(runs int, rate float64) error {
 			r+1, all.scaleUp[len(all.scaleUp)-1].Round(time.Millisecond), all.step[r].Round(time.Millisecond),
 			all.scaleDown[r].Round(time.Millisecond), rep.OK, rep.Failed)
 	}
-	fmt.Printf("\nmedian over %d runs: scale-up %s per instance (0→4 and 4→8), rolling step %s (surge 1, unavailable 0), scale-down 8→2 %s per instance\n",
-		runs, median(all.scaleUp), median(all.step), median(all.scaleDown))
+	fmt.Printf("\n%s driver, median (range) over %d runs: scale-up %s per instance (0→4 and 4→8), rolling step %s (surge 1, unavailable 0), scale-down 8→2 %s per instance\n",
+		driver, runs, stats(all.scaleUp), stats(all.step), stats(all.scaleDown))
 	fmt.Printf("load through the registry at %.0f req/s: %d answered, %d failed\n", rate, all.ok, all.failed)
 	if all.failed > 0 {
 		return fmt.Errorf("%d failed requests", all.failed)
@@ -183,8 +200,98 @@ func run(runs int, rate float64) error {
 	return nil
 }
 
-func median(ds []time.Duration) time.Duration {
+func newProcessDriver(endpoints []string, w *registry.Watcher, dir string) (*process.Driver, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	return process.New(process.Config{
+		Services: map[string]process.Spec{"inventory": {
+			Path: exe,
+			Args: []string{"inventory", "--listen", "127.0.0.1:0", "--etcd", strings.Join(endpoints, ","),
+				"--id", "{id}", "--env", "{env}", "--version", "{version}", "--db", filepath.Join(dir, "inventory.db")},
+			Env:     []string{childEnv + "=1"},
+			Version: "v0",
+		}},
+		Confirmer:   w,
+		StopTimeout: ticketing.ShutdownTimeout + ticketing.DeregisterDelay + 2*time.Second,
+	})
+}
+
+// newDockerDriver builds the demo image and returns a docker driver of
+// inventory containers on the host network, sharing one SQLite database
+// through a bind mount. closeFn removes the containers of every bench
+// environment left (after a failure) and the image.
+func newDockerDriver(ctx context.Context, endpoints []string, w *registry.Watcher, dir string) (_ *docker.Driver, closeFn func(), _ error) {
+	bin := filepath.Join(dir, "ticketing")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/kplane/kplane/examples/ticketing/cmd/ticketing")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return nil, nil, fmt.Errorf("go build (CGO_ENABLED=0) of the demo: %v\n%s", err, out)
+	}
+	b, err := os.ReadFile(bin)
+	if err != nil {
+		return nil, nil, err
+	}
+	cli, err := docker.NewClient()
+	if err != nil {
+		return nil, nil, err
+	}
+	tag := fmt.Sprintf("kplane-bench-rollout:%d", os.Getpid())
+	start := time.Now()
+	if err := docker.BuildImage(ctx, cli, docker.ImageConfig{Tag: tag, Binary: b, Name: "ticketing",
+		Labels: map[string]string{docker.LabelManaged: "true"}}); err != nil {
+		cli.Close()
+		return nil, nil, err
+	}
+	fmt.Printf("built %s in %s\n", tag, time.Since(start).Round(time.Millisecond))
+	removeImage := func() {
+		rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := cli.ImageRemove(rctx, tag, image.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
+			fmt.Fprintln(os.Stderr, "rollout: remove image:", err)
+		}
+		cli.Close()
+	}
+	d, err := docker.New(ctx, docker.Config{
+		Client: cli,
+		Services: map[string]docker.Spec{"inventory": {
+			Image: tag,
+			Cmd: []string{"inventory", "--listen", "{listen}", "--advertise={advertise}", "--etcd", strings.Join(endpoints, ","),
+				"--id", "{id}", "--env", "{env}", "--version", "{version}", "--db", filepath.Join(dir, "inventory.db")},
+			Binds:   []string{dir + ":" + dir},
+			User:    strconv.Itoa(os.Getuid()) + ":" + strconv.Itoa(os.Getgid()),
+			Version: "v0",
+		}},
+		Confirmer:   w,
+		StopTimeout: ticketing.ShutdownTimeout + ticketing.DeregisterDelay + 2*time.Second,
+	})
+	if err != nil {
+		removeImage()
+		return nil, nil, err
+	}
+	return d, func() {
+		// Normally DestroyEnv ran after each run; after a failure the
+		// containers of the bench's environments go here.
+		rctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		f := filters.NewArgs(filters.Arg("label", docker.LabelManaged+"=true"), filters.Arg("label", docker.LabelService+"=inventory"))
+		if cs, err := cli.ContainerList(rctx, container.ListOptions{All: true, Filters: f}); err == nil {
+			for _, c := range cs {
+				if strings.HasPrefix(c.Labels[docker.LabelEnv], envPrefix) {
+					_ = cli.ContainerRemove(rctx, c.ID, container.RemoveOptions{Force: true})
+				}
+			}
+		}
+		d.Close()
+		removeImage()
+	}, nil
+}
+
+// stats is "median (min–max)".
+func stats(ds []time.Duration) string {
 	s := slices.Clone(ds)
 	slices.Sort(s)
-	return s[len(s)/2].Round(time.Millisecond)
+	r := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
+	return fmt.Sprintf("%s (%s–%s)", r(s[len(s)/2]), r(s[0]), r(s[len(s)-1]))
 }
