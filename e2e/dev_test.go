@@ -30,6 +30,8 @@ func TestMain(m *testing.M) {
 	}
 	kplaneBin = filepath.Join(dir, "kplane")
 	build := exec.Command("go", "build", "-o", kplaneBin, "../cmd/kplane")
+	// Static, so that kplane dev --driver docker can run it FROM scratch.
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building kplane:", err)

@@ -138,6 +138,12 @@ type DemoConfig struct {
 	Enabled    bool `yaml:"enabled" env:"KPLANE_DEMO"`
 	Inventory  int  `yaml:"inventory" env:"KPLANE_DEMO_INVENTORY"`
 	Checkpoint int  `yaml:"checkpoint" env:"KPLANE_DEMO_CHECKPOINT"`
+	// Images, with driver docker, runs a demo service from an image of
+	// your own instead of the image of this kplane binary: service →
+	// reference, where {version} is the version deployed, so that each
+	// build's image runs (inventory: "shop/inventory:{version}"). The
+	// image's entrypoint takes kplane's arguments (ticketing inventory ...).
+	Images map[string]string `yaml:"images"`
 }
 
 // DefaultConfig is the base of `kplane server`: loopback, SQLite in the
@@ -294,6 +300,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Demo.Enabled && (c.Demo.Inventory < 0 || c.Demo.Checkpoint < 0) {
 		return errors.New("demo instance counts must not be negative")
+	}
+	for svc := range c.Demo.Images {
+		if svc != "inventory" && svc != "checkpoint" {
+			return fmt.Errorf("demo.images: %q is not a demo service (inventory, checkpoint)", svc)
+		}
+		if c.Driver != "docker" {
+			return errors.New("demo.images needs driver docker")
+		}
 	}
 	switch c.Traces.Store {
 	case "", "sqlite":

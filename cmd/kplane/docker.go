@@ -136,18 +136,24 @@ func newDockerDemoDriver(ctx context.Context, cfg Config, endpoints []string, c 
 		common = append(common, "--ktrace", "http://"+net.JoinHostPort(host, port))
 	}
 	user := strconv.Itoa(os.Getuid()) + ":" + strconv.Itoa(os.Getgid())
+	image := func(service string) string {
+		if ref := cfg.Demo.Images[service]; ref != "" {
+			return ref
+		}
+		return tag
+	}
 	d, err := docker.New(ctx, docker.Config{
 		Client: cli,
 		Services: map[string]docker.Spec{
 			"inventory": {
-				Image:   tag,
+				Image:   image("inventory"),
 				Cmd:     append(append([]string{"ticketing", "inventory"}, common...), "--db", filepath.Join(demoDir, "inventory.db")),
 				Binds:   []string{demoDir + ":" + demoDir},
 				User:    user,
 				Version: demoVersion,
 			},
 			"checkpoint": {
-				Image:   tag,
+				Image:   image("checkpoint"),
 				Cmd:     append([]string{"ticketing", "checkpoint"}, common...),
 				User:    user,
 				Version: demoVersion,
