@@ -8,12 +8,16 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+
+	"github.com/kplane/kplane/ktrace"
 )
 
 // The fuzz targets check that no input makes a decoder panic, that a
 // decoded batch only holds storable spans and stays within the limits, and
 // that the protobuf limit check refuses nothing pdata accepts. Seeds are
-// seedRequests and the files in testdata/fuzz/<target>; run one with
+// seedRequests and the files in testdata/fuzz/<target>, among them
+// testdata/request.json (seed-request, and seed-request-json-as-proto in
+// protobuf); run one with
 //
 //	go test ./ktrace/otlp -run '^$' -fuzz FuzzDecodeProto -fuzztime 60s
 //
@@ -63,6 +67,10 @@ func FuzzDecodeJSON(f *testing.F) {
 func checkStorable(t *testing.T, data []byte, enc Encoding) {
 	b, err := Decode(data, enc)
 	if err != nil {
+		// web maps these two to 400 and 413; anything else would be a 500.
+		if !errors.Is(err, ktrace.ErrInvalid) && !errors.Is(err, ErrTooLarge) {
+			t.Fatalf("error is neither ktrace.ErrInvalid nor ErrTooLarge: %v", err)
+		}
 		return
 	}
 	if n := len(b.Spans) + b.Rejected; n > MaxSpans {

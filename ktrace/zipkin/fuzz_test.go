@@ -1,6 +1,7 @@
 package zipkin
 
 import (
+	"errors"
 	"os"
 	"testing"
 	"time"
@@ -24,7 +25,14 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		spans, err := Decode(data)
 		if err != nil {
+			// web maps these two to 400 and 413; anything else would be a 500.
+			if !errors.Is(err, ktrace.ErrInvalid) && !errors.Is(err, ktrace.ErrTooLarge) {
+				t.Fatalf("error is neither ktrace.ErrInvalid nor ktrace.ErrTooLarge: %v", err)
+			}
 			return
+		}
+		if len(spans) > 2*MaxSpans {
+			t.Fatalf("decoded %d spans from at most %d", len(spans), MaxSpans)
 		}
 		for _, s := range spans {
 			if s.TraceID.IsZero() || s.SpanID.IsZero() || s.Start.IsZero() || s.Duration < 0 || s.Service == "" {
