@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -202,6 +203,9 @@ func (p Policy) Validate() error {
 			continue
 		}
 		switch {
+		case !finite(t.High) || !finite(t.Low) || !finite(t.Target):
+			// YAML can write .nan and .inf; NaN passes every comparison below.
+			bad("%s thresholds must be numbers, not NaN or infinity", m)
 		case t.High <= 0:
 			bad("%s.high is %g: set it above 0, or set %s.disabled: true", m, t.High, m)
 		case t.Low < 0:
@@ -240,6 +244,8 @@ func (p Policy) Validate() error {
 	}
 	return fmt.Errorf("%w %s: %w", ErrInvalidPolicy, name, errors.Join(errs...))
 }
+
+func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
 
 // policyWire is the JSON and YAML form: camelCase names, durations as Go
 // duration strings ("30s", "2m").
