@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -20,15 +21,23 @@ type apiClient struct {
 	http  *http.Client
 }
 
-type clientFlags struct{ addr, token string }
+type clientFlags struct{ addr, token, caFile string }
 
 func (f *clientFlags) bind(fs *pflag.FlagSet) {
-	fs.StringVar(&f.addr, "addr", "", "kplane address (env KPLANE_ADDR, default http://127.0.0.1:8080)")
+	fs.StringVar(&f.addr, "addr", "", "kplane address (env KPLANE_ADDR, default http://127.0.0.1:8080; https://... when kplane serves TLS)")
 	fs.StringVar(&f.token, "token", "", "API token (env KPLANE_TOKEN)")
+	fs.StringVar(&f.caFile, "ca-file", "", "PEM CA bundle that signed kplane's certificate, for an https address (env KPLANE_CA_FILE; default: the system roots)")
 }
 
 func (f *clientFlags) client() *apiClient {
 	c := &apiClient{addr: f.addr, token: f.token, http: &http.Client{Timeout: 30 * time.Second}}
+	caFile := f.caFile
+	if caFile == "" {
+		caFile = os.Getenv("KPLANE_CA_FILE")
+	}
+	if caFile != "" {
+		c.http.Transport = caTransport(caFile)
+	}
 	if c.addr == "" {
 		c.addr = os.Getenv("KPLANE_ADDR")
 	}
@@ -93,3 +102,19 @@ func (c *apiClient) do(ctx context.Context, method, path string, body io.Reader,
 	}
 	return nil
 }
+
+// caTransport is an HTTP transport trusting the CA bundle at path. A
+// bundle that cannot be read fails every request with the reason.
+func caTransport(path string) http.RoundTripper {
+	pool, err := loadCAFile(path)
+	if err != nil {
+		return failingTransport{fmt.Errorf("--ca-file: %w", err)}
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return t
+}
+
+type failingTransport struct{ err error }
+
+func (f failingTransport) RoundTrip(*http.Request) (*http.Response, error) { return nil, f.err }

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	mysqldriver "github.com/go-sql-driver/mysql"
 	"gopkg.in/yaml.v3"
 )
 
@@ -23,6 +22,8 @@ import (
 type Config struct {
 	// Listen is the address of the one HTTP listener (UI, API, ingest).
 	Listen string `yaml:"listen" env:"KPLANE_LISTEN"`
+	// TLS, when set, makes the listener serve HTTPS.
+	TLS TLSConfig `yaml:"tls"`
 	// DataDir holds the embedded etcd data, the SQLite store and the logs
 	// of local instances.
 	DataDir string `yaml:"data_dir" env:"KPLANE_DATA_DIR"`
@@ -58,6 +59,9 @@ type TracesConfig struct {
 	// only the span schema, e.g. kplane:pw@tcp(db:3306)/kplane_traces.
 	// It may carry a password: kplane never logs it.
 	MySQLDSN string `yaml:"mysql_dsn" env:"KPLANE_TRACES_MYSQL_DSN"`
+	// MySQLCAFile is a PEM CA bundle: set, kplane talks TLS to MySQL and
+	// verifies the server's certificate against it (see mysqlDSN).
+	MySQLCAFile string `yaml:"mysql_ca_file" env:"KPLANE_TRACES_MYSQL_CA_FILE"`
 }
 
 // retention is the parsed Retention; Validate has checked it.
@@ -116,6 +120,8 @@ type EtcdConfig struct {
 	PeerListen   string `yaml:"peer_listen" env:"KPLANE_ETCD_PEER_LISTEN"`
 	// Endpoints of an external etcd cluster (when not embedded).
 	Endpoints []string `yaml:"endpoints" env:"KPLANE_ETCD_ENDPOINTS"`
+	// TLS secures the connection to an external cluster.
+	TLS EtcdTLSConfig `yaml:"tls"`
 }
 
 // StoreConfig selects the SQL store.
@@ -262,6 +268,12 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		return errors.New("data dir is empty: set --data-dir or data_dir")
 	}
+	if err := c.TLS.validate(); err != nil {
+		return err
+	}
+	if err := c.Etcd.validateTLS(); err != nil {
+		return err
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -315,9 +327,8 @@ func (c *Config) Validate() error {
 		if c.Traces.MySQLDSN == "" {
 			return errors.New("traces store mysql needs traces.mysql_dsn (or KPLANE_TRACES_MYSQL_DSN)")
 		}
-		if _, err := mysqldriver.ParseDSN(c.Traces.MySQLDSN); err != nil {
-			// The driver's message does not echo the DSN.
-			return fmt.Errorf("traces mysql_dsn: %w", err)
+		if _, err := mysqlDSN(c.Traces); err != nil {
+			return err
 		}
 	default:
 		return fmt.Errorf("traces store %q: want sqlite or mysql", c.Traces.Store)

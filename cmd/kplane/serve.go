@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -56,6 +57,14 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer, dev bool) 
 		return fmt.Errorf("listen %s: %w", cfg.Listen, unwrapSyscall(err))
 	}
 	cleanup = append(cleanup, func() { ln.Close() })
+	scheme := "http"
+	if cfg.TLS.Enabled() {
+		tlsCfg, err := cfg.TLS.serverConfig()
+		if err != nil {
+			return err
+		}
+		ln, scheme = tls.NewListener(ln, tlsCfg), "https"
+	}
 
 	endpoints := cfg.Etcd.Endpoints
 	if cfg.Etcd.Embedded {
@@ -71,7 +80,11 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer, dev bool) 
 		cleanup = append(cleanup, func() { srv.Close() })
 		endpoints = srv.Endpoints()
 	}
-	cli, err := registry.Connect(registry.ConnectConfig{Endpoints: endpoints})
+	etcdTLS, err := cfg.Etcd.clientTLS()
+	if err != nil {
+		return err
+	}
+	cli, err := registry.Connect(registry.ConnectConfig{Endpoints: endpoints, TLS: etcdTLS})
 	if err != nil {
 		return err
 	}
@@ -187,14 +200,10 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer, dev bool) 
 	// Long-lived requests (server-sent events) end when shutdown begins.
 	reqCtx, cancelReqs := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelReqs()
-	httpSrv := &http.Server{
-		Handler:           webSrv.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		BaseContext:       func(net.Listener) context.Context { return reqCtx },
-		ErrorLog:          slog.NewLogLogger(log.With("component", "http").Handler(), slog.LevelWarn),
-	}
-	httpSrv.RegisterOnShutdown(webSrv.CloseStreams)
+	// Timeouts as web sets them; event streams lift their own.
+	httpSrv := webSrv.HTTPServer()
+	httpSrv.BaseContext = func(net.Listener) context.Context { return reqCtx }
+	httpSrv.ErrorLog = slog.NewLogLogger(log.With("component", "http").Handler(), slog.LevelWarn)
 
 	runCtx, cancelRun := context.WithCancel(ctx)
 	defer cancelRun()
@@ -246,7 +255,7 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer, dev bool) 
 		return err
 	}
 
-	url := "http://" + ln.Addr().String()
+	url := scheme + "://" + ln.Addr().String()
 	if driver != nil && ctx.Err() == nil {
 		start := time.Now()
 		startDemo(ctx, driver, cfg, log)
@@ -416,8 +425,12 @@ func unwrapSyscall(err error) error {
 func openSpanStore(ctx context.Context, cfg Config, log *slog.Logger) (ktrace.Store, error) {
 	switch cfg.Traces.Store {
 	case "mysql":
+		dsn, err := mysqlDSN(cfg.Traces)
+		if err != nil {
+			return nil, err
+		}
 		st, err := ktracemysql.Open(ctx, ktracemysql.Config{
-			DSN:             cfg.Traces.MySQLDSN,
+			DSN:             dsn,
 			Logger:          log,
 			RememberExpired: cfg.Traces.retention(),
 		})
