@@ -53,7 +53,8 @@ func (c TestCase) Key() string { return c.Suite + "\x00" + c.Class + "\x00" + c.
 // document, as JUnit, Surefire, go-junit-report and pytest write them) into
 // test cases for stage st of build id. Malformed XML is ErrBadResults with
 // the parser's reason; a document with no test case at all is too, since a
-// test job that ran nothing has not passed.
+// test job that ran nothing has not passed. A negative time (a broken
+// clock, or a hand-written report) is stored as zero.
 func ParseJUnit(buildID int64, st Stage, data []byte) ([]TestCase, error) {
 	suites, err := junit.Ingest(data)
 	if err != nil {
@@ -77,7 +78,7 @@ func ParseJUnit(buildID int64, st Stage, data []byte) ([]TestCase, error) {
 					Suite:    cut(name, maxNameLen),
 					Class:    cut(t.Classname, maxNameLen),
 					Name:     cut(t.Name, maxNameLen),
-					Duration: t.Duration,
+					Duration: max(t.Duration, 0),
 					Status:   TestStatus(t.Status),
 					Message:  cut(message(t), maxMessageLen),
 				})
