@@ -121,18 +121,25 @@ func sleeperImage(t *testing.T, cli *client.Client, tag string) {
 // removes it (and waits for its containers to go) at the end.
 func createService(t *testing.T, cli *client.Client, name, img string, labels map[string]string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	one := uint64(1)
 	grace := 2 * time.Second
-	spec := swarm.ServiceSpec{
+	return createServiceSpec(t, cli, swarm.ServiceSpec{
 		Annotations: swarm.Annotations{Name: name, Labels: labels},
 		TaskTemplate: swarm.TaskSpec{
 			ContainerSpec: &swarm.ContainerSpec{Image: img, StopGracePeriod: &grace},
 			RestartPolicy: &swarm.RestartPolicy{Condition: swarm.RestartPolicyConditionOnFailure},
 		},
 		Mode: swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &one}},
-	}
+	})
+}
+
+// createServiceSpec creates a service and removes it (and waits for its
+// containers to go) at the end.
+func createServiceSpec(t *testing.T, cli *client.Client, spec swarm.ServiceSpec) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	name := spec.Name
 	// No registry: the engine uses the local image by name (and warns that
 	// it cannot pin a digest).
 	created, err := cli.ServiceCreate(ctx, spec, swarm.ServiceCreateOptions{QueryRegistry: false})
@@ -140,7 +147,7 @@ func createService(t *testing.T, cli *client.Client, name, img string, labels ma
 		t.Fatalf("service create: %v", err)
 	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
 		if err := cli.ServiceRemove(ctx, created.ID); err != nil {
 			t.Errorf("remove service: %v", err)
