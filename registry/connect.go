@@ -17,12 +17,18 @@ type ConnectConfig struct {
 	Endpoints []string
 	// DialTimeout bounds the first connection. 0 means 5 s.
 	DialTimeout time.Duration
-	// MaxReconnectDelay caps gRPC's reconnect backoff. 0 means 2 s.
+	// MaxReconnectDelay caps gRPC's reconnect backoff (which adds up to 20%
+	// jitter). 0 means DefaultMaxReconnectDelay.
 	MaxReconnectDelay time.Duration
 	// TLS, when not nil, secures the connection (https endpoints). Nil
 	// connects in plain text.
 	TLS *tls.Config
 }
+
+// DefaultMaxReconnectDelay is Connect's cap on gRPC's reconnect backoff:
+// after an outage a client is connected again within it (plus 20%
+// jitter), which is half of RegisterAgainWithin.
+const DefaultMaxReconnectDelay = time.Second
 
 // Connect returns an etcd client fit for registration and watching.
 //
@@ -36,7 +42,7 @@ func Connect(cfg ConnectConfig) (*clientv3.Client, error) {
 		cfg.DialTimeout = 5 * time.Second
 	}
 	if cfg.MaxReconnectDelay <= 0 {
-		cfg.MaxReconnectDelay = 2 * time.Second
+		cfg.MaxReconnectDelay = DefaultMaxReconnectDelay
 	}
 	c, err := clientv3.New(clientv3.Config{
 		Endpoints:   cfg.Endpoints,
