@@ -65,6 +65,9 @@ func (c PipelineConfig) validate() error {
 				if job.Name == "" || len(job.Command) == 0 {
 					return fmt.Errorf("pipeline.services %s: %s job %d needs a name and a command", sp.Service, stage, j+1)
 				}
+				if job.Timeout < 0 {
+					return fmt.Errorf("pipeline.services %s: %s job %s: timeout %s is negative; leave it out for 5m", sp.Service, stage, job.Name, job.Timeout)
+				}
 			}
 		}
 	}
