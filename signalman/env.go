@@ -62,8 +62,12 @@ func (d *Deployer) CreateEnv(ctx context.Context, env string, services []EnvServ
 }
 
 // DestroyEnv stops every instance of every service in env. It refuses
-// (ErrBusy) while a deploy runs in env: that deploy would start instances
-// behind the teardown's back.
+// (ErrBusy) while a deploy runs in env, since that deploy would start
+// instances behind the teardown's back, and while env is already being
+// destroyed; and while it runs, deploys into env are refused (ErrBusy) in
+// turn. Refusing rather than waiting or cancelling keeps a teardown from
+// silently undoing a deploy someone is watching: the caller retries once
+// the deploy has ended (or cancels it itself).
 func (d *Deployer) DestroyEnv(ctx context.Context, env string) error {
 	if err := ValidEnv(env); err != nil {
 		return err
@@ -75,7 +79,20 @@ func (d *Deployer) DestroyEnv(ctx context.Context, env string) error {
 			return fmt.Errorf("%w: deploy %s of %s is running in environment %s", ErrBusy, id, t.Service, env)
 		}
 	}
+	if d.razing[env] {
+		d.mu.Unlock()
+		return fmt.Errorf("%w: environment %s is already being destroyed", ErrBusy, env)
+	}
+	if d.razing == nil {
+		d.razing = map[string]bool{}
+	}
+	d.razing[env] = true
 	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		delete(d.razing, env)
+		d.mu.Unlock()
+	}()
 	if err := d.cfg.Driver.DestroyEnv(ctx, env); err != nil {
 		return fmt.Errorf("destroy environment %s: %w", env, err)
 	}

@@ -245,6 +245,7 @@ type Deployer struct {
 	running sync.WaitGroup
 	busy    map[Target]string  // target → running deploy ID
 	live    map[string]*record // deploys running in this process
+	razing  map[string]bool    // environments DestroyEnv is tearing down
 }
 
 type record struct {
@@ -465,6 +466,9 @@ func (d *Deployer) prepare(ctx context.Context, req DeployRequest) (*record, pla
 	defer d.mu.Unlock()
 	if id, ok := d.busy[req.Target]; ok {
 		return nil, p, fmt.Errorf("%w: deploy %s is rolling out %s", ErrBusy, id, req.Target)
+	}
+	if d.razing[req.Target.Env] {
+		return nil, p, fmt.Errorf("%w: environment %s is being destroyed", ErrBusy, req.Target.Env)
 	}
 	rec := &record{subs: map[chan struct{}]struct{}{}, d: Deploy{
 		ID: newDeployID(), Target: req.Target, Version: req.Version, FromVersion: from,
