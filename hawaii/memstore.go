@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -21,7 +22,12 @@ type MemoryStore struct {
 	nextCase   int64
 	events     []Event // in ID order
 	deliveries map[string]time.Time
+	locks      map[envKey]Lock
+	pins       map[envKey]Pin
+	promotions []Promotion // in ID order; ID i+1 is promotions[i]
 }
+
+type envKey struct{ service, env string }
 
 var _ Store = (*MemoryStore)(nil)
 
@@ -37,6 +43,8 @@ func NewMemoryStore(now func() time.Time) *MemoryStore {
 		stages:     map[int64]map[Stage]StageRecord{},
 		cases:      map[int64][]TestCase{},
 		deliveries: map[string]time.Time{},
+		locks:      map[envKey]Lock{},
+		pins:       map[envKey]Pin{},
 	}
 }
 
@@ -297,4 +305,138 @@ func (s *MemoryStore) ReleaseDelivery(ctx context.Context, id string) error {
 	defer s.mu.Unlock()
 	delete(s.deliveries, id)
 	return nil
+}
+
+// storedTime is t as the SQL store gives it back: to the nanosecond, in
+// UTC, zero for zero.
+func storedTime(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return time.Unix(0, t.UnixNano()).UTC()
+}
+
+// PutLock implements Store.
+func (s *MemoryStore) PutLock(ctx context.Context, l Lock) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	l.Created, l.Expires = storedTime(l.Created), storedTime(l.Expires)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.locks[envKey{l.Service, l.Env}] = l
+	return nil
+}
+
+// DeleteLock implements Store.
+func (s *MemoryStore) DeleteLock(ctx context.Context, service, env string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := envKey{service, env}
+	_, ok := s.locks[k]
+	delete(s.locks, k)
+	return ok, nil
+}
+
+// PutPin implements Store.
+func (s *MemoryStore) PutPin(ctx context.Context, p Pin) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p.Since = storedTime(p.Since)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pins[envKey{p.Service, p.Env}] = p
+	return nil
+}
+
+// DeletePin implements Store.
+func (s *MemoryStore) DeletePin(ctx context.Context, service, env string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := envKey{service, env}
+	_, ok := s.pins[k]
+	delete(s.pins, k)
+	return ok, nil
+}
+
+// LocksAndPins implements Store.
+func (s *MemoryStore) LocksAndPins(ctx context.Context, service string) ([]Lock, []Pin, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	locks, pins := []Lock{}, []Pin{}
+	for k, l := range s.locks {
+		if service == "" || k.service == service {
+			locks = append(locks, l)
+		}
+	}
+	for k, p := range s.pins {
+		if service == "" || k.service == service {
+			pins = append(pins, p)
+		}
+	}
+	slices.SortFunc(locks, func(a, b Lock) int { return cmpEnv(a.Service, a.Env, b.Service, b.Env) })
+	slices.SortFunc(pins, func(a, b Pin) int { return cmpEnv(a.Service, a.Env, b.Service, b.Env) })
+	return locks, pins, nil
+}
+
+func cmpEnv(s1, e1, s2, e2 string) int {
+	if c := strings.Compare(s1, s2); c != 0 {
+		return c
+	}
+	return strings.Compare(e1, e2)
+}
+
+func normalizePromotion(p Promotion) Promotion {
+	p.Started, p.Updated, p.Ended = storedTime(p.Started), storedTime(p.Updated), storedTime(p.Ended)
+	return p
+}
+
+// SavePromotion implements Store.
+func (s *MemoryStore) SavePromotion(ctx context.Context, p Promotion) (Promotion, error) {
+	if err := ctx.Err(); err != nil {
+		return Promotion{}, err
+	}
+	p = normalizePromotion(p)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.exists(p.BuildID); err != nil {
+		return Promotion{}, fmt.Errorf("save promotion: %w", err)
+	}
+	if p.ID == 0 {
+		p.ID = int64(len(s.promotions)) + 1
+		s.promotions = append(s.promotions, p)
+		return p, nil
+	}
+	if p.ID < 1 || p.ID > int64(len(s.promotions)) {
+		return Promotion{}, fmt.Errorf("promotion %d: %w", p.ID, ErrNotFound)
+	}
+	s.promotions[p.ID-1] = p
+	return p, nil
+}
+
+// Promotions implements Store.
+func (s *MemoryStore) Promotions(ctx context.Context, q PromotionQuery) ([]Promotion, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := limit(q.Limit)
+	var out []Promotion
+	for i := len(s.promotions) - 1; i >= 0 && len(out) < n; i-- {
+		if q.match(s.promotions[i]) {
+			out = append(out, s.promotions[i])
+		}
+	}
+	return out, nil
 }

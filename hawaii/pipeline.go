@@ -74,6 +74,11 @@ type PipelineConfig struct {
 	// EnvTimeout is how long an alpha environment may live before the
 	// cleaner destroys it; 0 means 15 minutes.
 	EnvTimeout time.Duration
+	// Owner names this replica in the promotions it runs (Runner); Run
+	// ends as failed those a previous life of this replica left
+	// unfinished. Stable across restarts, different between replicas
+	// sharing a Store; "" is fine for one process.
+	Owner string
 }
 
 // ErrBlocked means a promotion or rollback is refused; a *BlockedError
@@ -119,14 +124,12 @@ type Pipeline struct {
 	// rollbacks, so two clicks cannot both pass the review.
 	prodMu sync.Mutex
 
-	mu         sync.Mutex
-	locks      []Lock
-	pins       []Pin
-	promotions []*Promotion // newest last, bounded
-	nextID     int64
-	alphaEnvs  map[string]bool // live alpha environments of this runner
-	destroyed  map[string]bool // alpha environments the cleaner removed
-	wg         sync.WaitGroup
+	// mu guards the promotions being run here (their copies in the
+	// Store are written after each change) and the environment sets.
+	mu        sync.Mutex
+	alphaEnvs map[string]bool // live alpha environments of this runner
+	destroyed map[string]bool // alpha environments the cleaner removed
+	wg        sync.WaitGroup
 }
 
 // NewPipeline returns a pipeline; Run drives it.
@@ -172,9 +175,16 @@ func (p *Pipeline) pipelineOf(service string) (ServicePipeline, bool) {
 // AlphaEnv is the throwaway environment of a build.
 func AlphaEnv(id int64) string { return "alpha-b" + strconv.FormatInt(id, 10) }
 
-// Run runs alpha and qa for new builds and the cleaner until ctx ends,
+// Run ends the promotions a previous life of this replica left unfinished,
+// then runs alpha and qa for new builds and the cleaner until ctx ends,
 // then waits for the rollouts it follows.
 func (p *Pipeline) Run(ctx context.Context) error {
+	if err := p.interrupted(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
 	t := time.NewTicker(p.cfg.Poll)
 	defer t.Stop()
 	defer p.wg.Wait()
@@ -204,11 +214,11 @@ func (p *Pipeline) tick(ctx context.Context) {
 			b := builds[i]
 			switch {
 			case b.Stage(StageAlpha).Status == StatusPending:
-				if p.held(sp.Service, string(StageAlpha)) == nil {
+				if p.held(ctx, sp.Service, string(StageAlpha)) == nil {
 					p.runAlpha(ctx, sp, b.Build)
 				}
 			case b.Stage(StageAlpha).Status == StatusPassed && b.Stage(StageQA).Status == StatusPending:
-				if p.held(sp.Service, string(StageQA)) == nil {
+				if p.held(ctx, sp.Service, string(StageQA)) == nil {
 					p.runQA(ctx, sp, b.Build)
 				}
 			}
@@ -216,11 +226,55 @@ func (p *Pipeline) tick(ctx context.Context) {
 	}
 }
 
-// held returns what keeps automation out of env, or nil.
-func (p *Pipeline) held(service, env string) []string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return Holds(p.locks, p.pins, service, env, p.now())
+// InterruptedReason is the error of a promotion whose replica stopped
+// while it ran.
+const InterruptedReason = "interrupted: kplane stopped while it ran"
+
+// interrupted fails the promotions this replica left unfinished, and
+// their stages, which would otherwise show running for ever (and, for
+// alpha and qa, never run again).
+func (p *Pipeline) interrupted(ctx context.Context) error {
+	left, err := p.store.Promotions(ctx, PromotionQuery{Running: true, Runner: p.cfg.Owner, Limit: MaxLimit})
+	if err != nil {
+		return fmt.Errorf("promotions left running: %w", err)
+	}
+	for _, pr := range left {
+		if err := pr.Advance(PromotionFailed, p.now(), InterruptedReason); err != nil {
+			return err
+		}
+		if _, err := p.store.SavePromotion(ctx, pr); err != nil {
+			return err
+		}
+		b, err := p.store.Build(ctx, pr.BuildID)
+		if err != nil {
+			return err
+		}
+		if rec := b.Stage(Stage(pr.Env)); rec.Status == StatusRunning {
+			rec.Status, rec.Finished = StatusFailed, p.now()
+			for i := range rec.Steps {
+				if rec.Steps[i].Status == StatusRunning {
+					rec.Steps[i].Status, rec.Steps[i].Finished, rec.Steps[i].Message = StatusFailed, p.now(), InterruptedReason
+				}
+			}
+			if _, err := p.store.SetStage(ctx, rec); err != nil {
+				return err
+			}
+		}
+		p.audit(ctx, Event{Actor: "pipeline", Action: ActionStageChanged, Service: pr.Service, BuildID: pr.BuildID,
+			Stage: Stage(pr.Env), Details: Details(map[string]string{"status": string(StatusFailed), "reason": InterruptedReason})})
+		p.log.Warn("promotion interrupted by the last stop marked failed", "promotion", pr.ID, "build", pr.BuildID, "env", pr.Env)
+	}
+	return nil
+}
+
+// held returns what keeps automation out of env, or nil. A store that
+// cannot say holds it too.
+func (p *Pipeline) held(ctx context.Context, service, env string) []string {
+	locks, pins, err := p.store.LocksAndPins(ctx, service)
+	if err != nil {
+		return []string{"locks unknown: " + err.Error()}
+	}
+	return Holds(locks, pins, service, env, p.now())
 }
 
 // stage tracks one stage run: its promotion, its stored record.
@@ -232,16 +286,10 @@ type stageRun struct {
 
 func (p *Pipeline) begin(ctx context.Context, b Build, st Stage, kind, by string) *stageRun {
 	now := p.now()
-	p.mu.Lock()
-	p.nextID++
-	pr := &Promotion{ID: p.nextID, BuildID: b.ID, Service: b.Service, Version: b.Version, Env: string(st),
-		Kind: kind, State: PromotionPending, By: by, Started: now, Updated: now}
-	p.promotions = append(p.promotions, pr)
-	if len(p.promotions) > 500 {
-		p.promotions = p.promotions[len(p.promotions)-500:]
-	}
-	p.mu.Unlock()
+	pr := &Promotion{BuildID: b.ID, Service: b.Service, Version: b.Version, Env: string(st),
+		Kind: kind, State: PromotionPending, By: by, Started: now, Updated: now, Runner: p.cfg.Owner}
 	r := &stageRun{p: p, promo: pr, rec: StageRecord{BuildID: b.ID, Stage: st, Status: StatusRunning, Started: now}}
+	r.savePromotion(ctx)
 	r.save(ctx)
 	p.audit(ctx, Event{Actor: actorOr(by), Action: ActionStageChanged, Service: b.Service, BuildID: b.ID, Stage: st,
 		Details: Details(map[string]string{"status": string(StatusRunning), "kind": kind})})
@@ -255,13 +303,32 @@ func actorOr(by string) string {
 	return by
 }
 
-func (r *stageRun) advance(to PromotionState, reason string) {
+// advance moves the promotion on and stores it; ctx is the run's.
+func (r *stageRun) advance(ctx context.Context, to PromotionState, reason string) {
 	r.p.mu.Lock()
 	err := r.promo.Advance(to, r.p.now(), reason)
 	r.p.mu.Unlock()
 	if err != nil {
 		r.p.log.Error("promotion", "err", err)
+		return
 	}
+	r.savePromotion(ctx)
+}
+
+// savePromotion writes the promotion, even when the runner is stopping
+// (as save does for the stage record); the first write gives it its ID.
+func (r *stageRun) savePromotion(ctx context.Context) {
+	r.p.mu.Lock()
+	pr := *r.promo
+	r.p.mu.Unlock()
+	saved, err := r.p.store.SavePromotion(context.WithoutCancel(ctx), pr)
+	if err != nil {
+		r.p.log.Error("save promotion", "build", pr.BuildID, "env", pr.Env, "err", err)
+		return
+	}
+	r.p.mu.Lock()
+	r.promo.ID = saved.ID
+	r.p.mu.Unlock()
 }
 
 // step starts a named step and returns the function that ends it.
@@ -325,23 +392,23 @@ func (p *Pipeline) runAlpha(ctx context.Context, sp ServicePipeline, b Build) {
 		name, version, _ := strings.Cut(d, "@")
 		services = append(services, signalman.EnvService{Service: name, Version: version})
 	}
-	r.advance(PromotionDeploying, "")
+	r.advance(ctx, PromotionDeploying, "")
 	done := r.step(ctx, "create environment "+env)
 	_, err := p.dep.CreateEnv(ctx, env, services)
 	done(err)
 	if err != nil {
-		r.advance(PromotionFailed, err.Error())
+		r.advance(ctx, PromotionFailed, err.Error())
 		r.finish(ctx, StatusFailed, err.Error())
 		return
 	}
-	r.advance(PromotionTesting, "")
+	r.advance(ctx, PromotionTesting, "")
 	p.runJobs(ctx, r, sp.Alpha, env, b)
 }
 
 func (p *Pipeline) runQA(ctx context.Context, sp ServicePipeline, b Build) {
 	r := p.begin(ctx, b, StageQA, KindAutomatic, "")
 	r.promo.RunEnv = string(StageQA)
-	r.advance(PromotionDeploying, "")
+	r.advance(ctx, PromotionDeploying, "")
 	done := r.step(ctx, "rolling deploy to qa")
 	d, err := p.dep.Deploy(ctx, signalman.DeployRequest{Target: signalman.Target{Service: b.Service, Env: string(StageQA)},
 		Version: b.Version, By: "pipeline"})
@@ -354,12 +421,12 @@ func (p *Pipeline) runQA(ctx context.Context, sp ServicePipeline, b Build) {
 		if d.State == signalman.DeployRolledBack {
 			to = PromotionRolledBack
 		}
-		r.advance(to, err.Error())
+		r.advance(ctx, to, err.Error())
 		r.finish(ctx, StatusFailed, err.Error())
 		return
 	}
 	r.promo.DeployID = d.ID
-	r.advance(PromotionTesting, "")
+	r.advance(ctx, PromotionTesting, "")
 	p.runJobs(ctx, r, sp.QA, string(StageQA), b)
 }
 
@@ -382,11 +449,11 @@ func (p *Pipeline) runJobs(ctx context.Context, r *stageRun, jobs []Job, env str
 	}
 	if len(failures) > 0 {
 		reason := strings.Join(failures, "; ")
-		r.advance(PromotionFailed, reason)
+		r.advance(ctx, PromotionFailed, reason)
 		r.finish(ctx, StatusFailed, reason)
 		return
 	}
-	r.advance(PromotionPassed, "")
+	r.advance(ctx, PromotionPassed, "")
 	r.finish(ctx, StatusPassed, "")
 }
 
@@ -508,16 +575,14 @@ func (p *Pipeline) InProd(ctx context.Context, service string) (*Build, error) {
 	return &b, nil
 }
 
-func (p *Pipeline) runningProd(service string) *Promotion {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, pr := range p.promotions {
-		if pr.Service == service && pr.Env == string(StageProd) && !pr.State.Done() {
-			c := *pr
-			return &c
-		}
+// runningProd returns the promotion of service into prod that has not
+// ended, on any replica, or nil.
+func (p *Pipeline) runningProd(ctx context.Context, service string) (*Promotion, error) {
+	prs, err := p.store.Promotions(ctx, PromotionQuery{Service: service, Env: string(StageProd), Running: true, Limit: 1})
+	if err != nil || len(prs) == 0 {
+		return nil, err
 	}
-	return nil
+	return &prs[0], nil
 }
 
 // Review reviews build id for prod as who sees it.
@@ -534,8 +599,12 @@ func (p *Pipeline) Review(ctx context.Context, id int64, who auth.Identity, over
 	if err != nil {
 		return Review{}, err
 	}
+	running, err := p.runningProd(ctx, b.Service)
+	if err != nil {
+		return Review{}, err
+	}
 	in := ReviewInput{Candidate: b.Build, Prod: prod, Alpha: b.Stage(StageAlpha).Status, QA: b.Stage(StageQA).Status,
-		CandidateTests: CasesOf(cand), Running: p.runningProd(b.Service), Viewer: who, Override: override, Now: p.now()}
+		CandidateTests: CasesOf(cand), Running: running, Viewer: who, Override: override, Now: p.now()}
 	if prod != nil {
 		pt, err := p.store.Results(ctx, prod.ID, "")
 		if err != nil {
@@ -556,8 +625,8 @@ func (p *Pipeline) Review(ctx context.Context, id int64, who auth.Identity, over
 	} else {
 		in.Between = []Build{b.Build}
 	}
-	p.mu.Lock()
-	in.Locks, in.Pins = append([]Lock(nil), p.locks...), append([]Pin(nil), p.pins...)
-	p.mu.Unlock()
+	if in.Locks, in.Pins, err = p.store.LocksAndPins(ctx, b.Service); err != nil {
+		return Review{}, err
+	}
 	return MakeReview(in), nil
 }

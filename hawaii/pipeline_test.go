@@ -259,8 +259,111 @@ func TestPipelineRolledBackRollout(t *testing.T) {
 	}
 	waitStatus(t, store, b.ID, StageProd, StatusFailed)
 	p.wg.Wait()
-	if got := p.Promotions(b.ID)[0].State; got != PromotionRolledBack {
+	prs, err := p.Promotions(ctx, b.ID)
+	if err != nil || len(prs) == 0 {
+		t.Fatalf("promotions: %v, %v", prs, err)
+	}
+	if got := prs[0].State; got != PromotionRolledBack {
 		t.Fatalf("promotion state = %s, want rolled_back", got)
+	}
+}
+
+// A new pipeline on the same store — kplane restarted, or another replica
+// took over — keeps the locks, the pin a rollback left and the promotions,
+// and ends the promotions its previous life left running as failed.
+func TestPipelineRestartKeepsHoldsAndPromotions(t *testing.T) {
+	ctx := context.Background()
+	store := NewMemoryStore(nil)
+	newPipe := func(owner string) *Pipeline {
+		p, err := NewPipeline(PipelineConfig{Store: store, Deployer: newFakeDeployer(), Owner: owner, Poll: time.Hour,
+			Pipelines: []ServicePipeline{{Service: "inventory", Alpha: []Job{junitJob}, QA: []Job{junitJob}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	first := newPipe("replica-a")
+	rita := auth.Identity{User: "rita", Role: auth.Releaser}
+	b1 := report(t, store, "1.0.0", "alice")
+	b2 := report(t, store, "2.0.0", "alice")
+	b3 := report(t, store, "3.0.0", "alice")
+	for _, b := range []Build{b1, b2} {
+		first.tick(ctx)
+		first.tick(ctx)
+		if _, err := first.Promote(ctx, b.ID, rita, false); err != nil {
+			t.Fatal(err)
+		}
+		waitStatus(t, store, b.ID, StageProd, StatusPassed)
+		first.wg.Wait()
+	}
+	if _, err := first.Rollback(ctx, "inventory", rita, "2.0.0 oversells"); err != nil {
+		t.Fatal(err)
+	}
+	first.wg.Wait()
+	if _, err := first.Lock(ctx, "inventory", "qa", "regression env down", time.Hour, rita); err != nil {
+		t.Fatal(err)
+	}
+	// The process dies while build 3's alpha runs: its promotion and
+	// stage stay running in the store.
+	run := first.begin(ctx, b3, StageAlpha, KindAutomatic, "")
+	run.advance(ctx, PromotionDeploying, "")
+	run.step(ctx, "create environment alpha-b3")
+	// Another replica's running promotion is not this replica's to end.
+	other, err := store.SavePromotion(ctx, Promotion{BuildID: b3.ID, Service: "inventory", Version: b3.Version, Env: "qa",
+		Kind: KindAutomatic, State: PromotionDeploying, Started: time.Now(), Updated: time.Now(), Runner: "replica-b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := first.Promotions(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	second := newPipe("replica-a")
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- second.Run(runCtx) }()
+	waitStatus(t, store, b3.ID, StageAlpha, StatusFailed)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	locks, pins, err := second.Locks(ctx, "inventory")
+	if err != nil || len(locks) != 1 || locks[0].Env != "qa" || len(pins) != 1 || pins[0].BuildID != b1.ID {
+		t.Fatalf("after restart: locks %+v pins %+v (%v); want the qa lock and prod pinned to build %d", locks, pins, err, b1.ID)
+	}
+	after, err := second.Promotions(ctx, 0)
+	if err != nil || len(after) != len(before) {
+		t.Fatalf("after restart %d promotions, before %d (%v)", len(after), len(before), err)
+	}
+	for i, pr := range after {
+		switch pr.ID {
+		case run.promo.ID:
+			if pr.State != PromotionFailed || pr.Error != InterruptedReason || pr.Ended.IsZero() {
+				t.Errorf("interrupted promotion: %+v", pr)
+			}
+		case other.ID:
+			if pr.State != PromotionDeploying {
+				t.Errorf("replica-b's promotion: %s, want still deploying", pr.State)
+			}
+		default:
+			if pr.State != before[i].State {
+				t.Errorf("promotion %d: %s, was %s", pr.ID, pr.State, before[i].State)
+			}
+		}
+	}
+	v, err := store.Build(ctx, b3.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := v.Stage(StageAlpha); st.Steps[0].Status != StatusFailed || st.Steps[0].Message != InterruptedReason {
+		t.Errorf("interrupted stage: %+v", st)
+	}
+	// The pin and the lock still hold: promotion of build 2 is blocked.
+	r, err := second.Review(ctx, b2.ID, rita, false)
+	if err != nil || r.CanPromote {
+		t.Errorf("review of build 2 after restart: can promote %v (%v), want blocked by the pin", r.CanPromote, err)
 	}
 }
 

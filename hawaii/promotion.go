@@ -107,7 +107,10 @@ type Promotion struct {
 	DeployID string `json:"deployID,omitempty"`
 	// RunEnv is the environment the instances ran in: Env, or the
 	// build's own throwaway environment for alpha.
-	RunEnv  string    `json:"runEnv,omitempty"`
+	RunEnv string `json:"runEnv,omitempty"`
+	// Runner names the kplane replica that runs the promotion; when it
+	// restarts it ends those it left unfinished (failed, interrupted).
+	Runner  string    `json:"runner,omitempty"`
 	Error   string    `json:"error,omitempty"`
 	Started time.Time `json:"started"`
 	Updated time.Time `json:"updated"`

@@ -47,14 +47,14 @@ func (p *Pipeline) rollout(ctx context.Context, b Build, kind, by string, overri
 	dep, err := p.dep.Begin(signalman.DeployRequest{Target: signalman.Target{Service: b.Service, Env: string(StageProd)},
 		Version: b.Version, By: by})
 	if err != nil {
-		run.advance(PromotionFailed, err.Error())
+		run.advance(ctx, PromotionFailed, err.Error())
 		run.finish(ctx, StatusFailed, err.Error())
 		return Promotion{}, fmt.Errorf("start rollout of %s %s: %w", b.Service, b.Version, err)
 	}
 	p.mu.Lock()
 	run.promo.DeployID = dep.ID
 	p.mu.Unlock()
-	run.advance(PromotionDeploying, "")
+	run.advance(ctx, PromotionDeploying, "")
 	promo := p.promotion(run.promo)
 	p.wg.Add(1)
 	go func() {
@@ -91,9 +91,9 @@ func (p *Pipeline) follow(ctx context.Context, run *stageRun, deployID string, p
 	done(err)
 	switch {
 	case err == nil:
-		run.advance(PromotionPassed, "")
+		run.advance(ctx, PromotionPassed, "")
 		run.finish(ctx, StatusPassed, "")
-		p.supersede(run.promo)
+		p.supersede(ctx, run.promo)
 		if previous != nil {
 			rec := StageRecord{BuildID: previous.ID, Stage: StageProd, Status: StatusCancelled, Finished: p.now(),
 				Steps: []Step{{Name: "rolled back to " + run.promo.Version + " by " + run.promo.By, Status: StatusCancelled, Finished: p.now()}}}
@@ -102,21 +102,30 @@ func (p *Pipeline) follow(ctx context.Context, run *stageRun, deployID string, p
 			}
 		}
 	case d.State == signalman.DeployRolledBack:
-		run.advance(PromotionRolledBack, err.Error())
+		run.advance(ctx, PromotionRolledBack, err.Error())
 		run.finish(ctx, StatusFailed, err.Error())
 	default:
-		run.advance(PromotionFailed, err.Error())
+		run.advance(ctx, PromotionFailed, err.Error())
 		run.finish(ctx, StatusFailed, err.Error())
 	}
 }
 
 // supersede marks earlier passed promotions into the same environment.
-func (p *Pipeline) supersede(now *Promotion) {
+func (p *Pipeline) supersede(ctx context.Context, now *Promotion) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, pr := range p.promotions {
-		if pr != now && pr.Service == now.Service && pr.Env == now.Env && pr.State == PromotionPassed {
-			_ = pr.Advance(PromotionSuperseded, p.now(), "")
+	cur := *now
+	p.mu.Unlock()
+	prs, err := p.store.Promotions(ctx, PromotionQuery{Service: cur.Service, Env: cur.Env, State: PromotionPassed, Limit: MaxLimit})
+	if err != nil {
+		p.log.Error("supersede promotions", "service", cur.Service, "env", cur.Env, "err", err)
+		return
+	}
+	for _, pr := range prs {
+		if pr.ID == cur.ID || pr.Advance(PromotionSuperseded, p.now(), "") != nil {
+			continue
+		}
+		if _, err := p.store.SavePromotion(ctx, pr); err != nil {
+			p.log.Error("supersede promotion", "promotion", pr.ID, "err", err)
 		}
 	}
 }
@@ -136,7 +145,11 @@ func (p *Pipeline) Rollback(ctx context.Context, service string, who auth.Identi
 	if len(h) < 2 {
 		return Promotion{}, &BlockedError{Blockers: []Blocker{{Code: "no_previous", Message: "no previous prod build of " + service + " to roll back to"}}}
 	}
-	if r := p.runningProd(service); r != nil {
+	r, err := p.runningProd(ctx, service)
+	if err != nil {
+		return Promotion{}, err
+	}
+	if r != nil {
 		return Promotion{}, &BlockedError{Blockers: []Blocker{{Code: BlockRunning, Message: fmt.Sprintf("a %s of %s into prod is still running", r.Kind, r.Version)}}}
 	}
 	cur, prev := h[0].Build, h[1].Build
@@ -144,9 +157,9 @@ func (p *Pipeline) Rollback(ctx context.Context, service string, who auth.Identi
 		reason = "rollback from " + cur.Version
 	}
 	pin := Pin{Service: service, Env: string(StageProd), BuildID: prev.ID, Version: prev.Version, By: who.User, Reason: reason, Since: p.now()}
-	p.mu.Lock()
-	p.pins = append(removePin(p.pins, service, pin.Env), pin)
-	p.mu.Unlock()
+	if err := p.store.PutPin(ctx, pin); err != nil {
+		return Promotion{}, err
+	}
 	p.audit(ctx, Event{Actor: who.User, Action: ActionRolledBack, Service: service, BuildID: prev.ID, Stage: StageProd,
 		Details: Details(map[string]string{"from": cur.Version, "to": prev.Version, "reason": reason})})
 	p.audit(ctx, Event{Actor: who.User, Action: ActionPinned, Service: service, BuildID: prev.ID, Stage: StageProd,
@@ -154,26 +167,15 @@ func (p *Pipeline) Rollback(ctx context.Context, service string, who auth.Identi
 	return p.rollout(ctx, prev, KindRollback, who.User, false, &cur)
 }
 
-func removePin(pins []Pin, service, env string) []Pin {
-	out := pins[:0:0]
-	for _, x := range pins {
-		if x.Service != service || x.Env != env {
-			out = append(out, x)
-		}
-	}
-	return out
-}
-
 // Unpin lifts the pin a rollback left on env of service.
 func (p *Pipeline) Unpin(ctx context.Context, service, env string, who auth.Identity) error {
 	if !who.Role.Allows(auth.Releaser) {
 		return fmt.Errorf("unpinning needs the releaser role: %w", auth.ErrForbidden)
 	}
-	p.mu.Lock()
-	n := len(p.pins)
-	p.pins = removePin(p.pins, service, env)
-	removed := n != len(p.pins)
-	p.mu.Unlock()
+	removed, err := p.store.DeletePin(ctx, service, env)
+	if err != nil {
+		return err
+	}
 	if !removed {
 		return fmt.Errorf("%s of %s is not pinned: %w", env, service, ErrNotFound)
 	}
@@ -191,9 +193,9 @@ func (p *Pipeline) Lock(ctx context.Context, service, env, reason string, d time
 	if err != nil {
 		return Lock{}, err
 	}
-	p.mu.Lock()
-	p.locks = append(removeLock(p.locks, service, env), l)
-	p.mu.Unlock()
+	if err := p.store.PutLock(ctx, l); err != nil {
+		return Lock{}, err
+	}
 	p.audit(ctx, Event{Actor: who.User, Action: ActionLocked, Service: service, Stage: Stage(env),
 		Details: Details(map[string]string{"reason": l.Reason, "expires": l.Expires.UTC().Format(time.RFC3339)})})
 	return l, nil
@@ -204,11 +206,10 @@ func (p *Pipeline) Unlock(ctx context.Context, service, env string, who auth.Ide
 	if err := lockRole(env, who); err != nil {
 		return err
 	}
-	p.mu.Lock()
-	n := len(p.locks)
-	p.locks = removeLock(p.locks, service, env)
-	removed := n != len(p.locks)
-	p.mu.Unlock()
+	removed, err := p.store.DeleteLock(ctx, service, env)
+	if err != nil {
+		return err
+	}
 	if !removed {
 		return fmt.Errorf("%s of %s is not locked: %w", env, service, ErrNotFound)
 	}
@@ -227,44 +228,24 @@ func lockRole(env string, who auth.Identity) error {
 	return nil
 }
 
-func removeLock(locks []Lock, service, env string) []Lock {
-	out := locks[:0:0]
-	for _, x := range locks {
-		if x.Service != service || x.Env != env {
-			out = append(out, x)
-		}
-	}
-	return out
-}
-
 // Locks returns the active locks and the pins of service ("" for all).
-func (p *Pipeline) Locks(service string) ([]Lock, []Pin) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+func (p *Pipeline) Locks(ctx context.Context, service string) ([]Lock, []Pin, error) {
+	all, pins, err := p.store.LocksAndPins(ctx, service)
+	if err != nil {
+		return nil, nil, err
+	}
 	now := p.now()
-	locks, pins := []Lock{}, []Pin{}
-	for _, l := range p.locks {
-		if (service == "" || l.Service == service) && l.Active(now) {
+	locks := []Lock{}
+	for _, l := range all {
+		if l.Active(now) {
 			locks = append(locks, l)
 		}
 	}
-	for _, x := range p.pins {
-		if service == "" || x.Service == service {
-			pins = append(pins, x)
-		}
-	}
-	return locks, pins
+	return locks, pins, nil
 }
 
-// Promotions returns the promotions of build id (0: all), newest first.
-func (p *Pipeline) Promotions(id int64) []Promotion {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var out []Promotion
-	for i := len(p.promotions) - 1; i >= 0; i-- {
-		if id == 0 || p.promotions[i].BuildID == id {
-			out = append(out, *p.promotions[i])
-		}
-	}
-	return out
+// Promotions returns the promotions of build id (0: the latest of all),
+// newest first.
+func (p *Pipeline) Promotions(ctx context.Context, id int64) ([]Promotion, error) {
+	return p.store.Promotions(ctx, PromotionQuery{BuildID: id, Limit: MaxLimit})
 }

@@ -591,3 +591,213 @@ func (s *SQLStore) Import(ctx context.Context, builds []Imported) ([]int64, erro
 	}
 	return ids, nil
 }
+
+// PutLock implements Store. Replacing is a delete and an insert in one
+// transaction: the same SQL on SQLite and MySQL.
+func (s *SQLStore) PutLock(ctx context.Context, l Lock) error {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM env_locks WHERE service = ? AND env = ?`, l.Service, l.Env); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO env_locks (service, env, owner, reason, created, expires) VALUES (?, ?, ?, ?, ?, ?)`,
+			l.Service, l.Env, l.Owner, l.Reason, nanos(l.Created), nanos(l.Expires))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("lock %s of %s: %w", l.Env, l.Service, err)
+	}
+	return nil
+}
+
+// DeleteLock implements Store.
+func (s *SQLStore) DeleteLock(ctx context.Context, service, env string) (bool, error) {
+	return s.deleteHold(ctx, "env_locks", service, env)
+}
+
+// PutPin implements Store.
+func (s *SQLStore) PutPin(ctx context.Context, p Pin) error {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM env_pins WHERE service = ? AND env = ?`, p.Service, p.Env); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO env_pins (service, env, build_id, version, pinned_by, reason, since) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			p.Service, p.Env, p.BuildID, p.Version, p.By, p.Reason, nanos(p.Since))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("pin %s of %s: %w", p.Env, p.Service, err)
+	}
+	return nil
+}
+
+// DeletePin implements Store.
+func (s *SQLStore) DeletePin(ctx context.Context, service, env string) (bool, error) {
+	return s.deleteHold(ctx, "env_pins", service, env)
+}
+
+// deleteHold removes a row of table (env_locks or env_pins, constants).
+func (s *SQLStore) deleteHold(ctx context.Context, table, service, env string) (bool, error) {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM `+table+` WHERE service = ? AND env = ?`, service, env)
+	if err != nil {
+		return false, fmt.Errorf("delete %s of %s: %w", env, service, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("delete %s of %s: %w", env, service, err)
+	}
+	return n > 0, nil
+}
+
+// LocksAndPins implements Store.
+func (s *SQLStore) LocksAndPins(ctx context.Context, service string) ([]Lock, []Pin, error) {
+	where, args := "", []any{}
+	if service != "" {
+		where, args = ` WHERE service = ?`, append(args, service)
+	}
+	locks, pins := []Lock{}, []Pin{}
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT service, env, owner, reason, created, expires FROM env_locks`+where+` ORDER BY service, env`, args...)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var l Lock
+			var created, expires int64
+			if err := rows.Scan(&l.Service, &l.Env, &l.Owner, &l.Reason, &created, &expires); err != nil {
+				rows.Close()
+				return err
+			}
+			l.Created, l.Expires = fromNanos(created), fromNanos(expires)
+			locks = append(locks, l)
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return err
+		}
+		rows, err = tx.QueryContext(ctx, `SELECT service, env, build_id, version, pinned_by, reason, since FROM env_pins`+where+` ORDER BY service, env`, args...)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var p Pin
+			var since int64
+			if err := rows.Scan(&p.Service, &p.Env, &p.BuildID, &p.Version, &p.By, &p.Reason, &since); err != nil {
+				rows.Close()
+				return err
+			}
+			p.Since = fromNanos(since)
+			pins = append(pins, p)
+		}
+		return errors.Join(rows.Err(), rows.Close())
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("locks and pins: %w", err)
+	}
+	return locks, pins, nil
+}
+
+const promotionColumns = `id, build_id, service, version, env, kind, state, requested_by, override, deploy_id, run_env, error, started, updated, ended, runner`
+
+func scanPromotion(r scanner) (Promotion, error) {
+	var p Promotion
+	var override int
+	var started, updated, ended int64
+	if err := r.Scan(&p.ID, &p.BuildID, &p.Service, &p.Version, &p.Env, &p.Kind, &p.State, &p.By, &override,
+		&p.DeployID, &p.RunEnv, &p.Error, &started, &updated, &ended, &p.Runner); err != nil {
+		return Promotion{}, err
+	}
+	p.Override = override != 0
+	p.Started, p.Updated, p.Ended = fromNanos(started), fromNanos(updated), fromNanos(ended)
+	return p, nil
+}
+
+// SavePromotion implements Store.
+func (s *SQLStore) SavePromotion(ctx context.Context, p Promotion) (Promotion, error) {
+	override := 0
+	if p.Override {
+		override = 1
+	}
+	args := []any{p.BuildID, p.Service, p.Version, p.Env, p.Kind, string(p.State), p.By, override,
+		p.DeployID, p.RunEnv, p.Error, nanos(p.Started), nanos(p.Updated), nanos(p.Ended), p.Runner}
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := buildExists(ctx, tx, p.BuildID); err != nil {
+			return err
+		}
+		if p.ID == 0 {
+			res, err := tx.ExecContext(ctx, `INSERT INTO promotions (build_id, service, version, env, kind, state, requested_by, override, deploy_id, run_env, error, started, updated, ended, runner)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...)
+			if err != nil {
+				return err
+			}
+			p.ID, err = res.LastInsertId()
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE promotions SET build_id = ?, service = ?, version = ?, env = ?, kind = ?, state = ?, requested_by = ?, override = ?,
+	deploy_id = ?, run_env = ?, error = ?, started = ?, updated = ?, ended = ?, runner = ? WHERE id = ?`, append(args, p.ID)...)
+		if err != nil {
+			return err
+		}
+		// MySQL counts changed rows, not matched ones: an unchanged save
+		// affects none, so look the row up before calling it missing.
+		if n, err := res.RowsAffected(); err != nil || n > 0 {
+			return err
+		}
+		var one int
+		if err := tx.QueryRowContext(ctx, `SELECT 1 FROM promotions WHERE id = ?`, p.ID).Scan(&one); errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("promotion %d: %w", p.ID, ErrNotFound)
+		} else if err != nil {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return Promotion{}, fmt.Errorf("save promotion of build %d to %s: %w", p.BuildID, p.Env, err)
+	}
+	return normalizePromotion(p), nil
+}
+
+// Promotions implements Store.
+func (s *SQLStore) Promotions(ctx context.Context, q PromotionQuery) ([]Promotion, error) {
+	var where []string
+	var args []any
+	if q.BuildID != 0 {
+		where, args = append(where, "build_id = ?"), append(args, q.BuildID)
+	}
+	if q.Service != "" {
+		where, args = append(where, "service = ?"), append(args, q.Service)
+	}
+	if q.Env != "" {
+		where, args = append(where, "env = ?"), append(args, q.Env)
+	}
+	if q.State != "" {
+		where, args = append(where, "state = ?"), append(args, string(q.State))
+	}
+	if q.Running {
+		where, args = append(where, "state IN (?, ?, ?)"), append(args, string(PromotionPending), string(PromotionDeploying), string(PromotionTesting))
+	}
+	if q.Runner != "" {
+		where, args = append(where, "runner = ?"), append(args, q.Runner)
+	}
+	query := `SELECT ` + promotionColumns + ` FROM promotions`
+	if len(where) > 0 {
+		query += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	query += ` ORDER BY id DESC LIMIT ?`
+	args = append(args, limit(q.Limit))
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list promotions: %w", err)
+	}
+	defer rows.Close()
+	var out []Promotion
+	for rows.Next() {
+		p, err := scanPromotion(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list promotions: %w", err)
+		}
+		out = append(out, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list promotions: %w", err)
+	}
+	return out, nil
+}

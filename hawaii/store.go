@@ -30,8 +30,8 @@ type BuildQuery struct {
 	Limit   int
 }
 
-// Store keeps builds, their stage records and test results, and the audit
-// log. SQLStore and MemoryStore implement it and pass the same conformance
+// Store keeps builds, their stage records and test results, the audit
+// log, the locks and pins of environments and the promotions. SQLStore and MemoryStore implement it and pass the same conformance
 // suite.
 //
 // Implementations are safe for concurrent use. Returned values belong to
@@ -79,4 +79,48 @@ type Store interface {
 	// ReleaseDelivery forgets a claim whose processing failed, so that the
 	// sender's retry is applied.
 	ReleaseDelivery(ctx context.Context, id string) error
+
+	// PutLock stores l, replacing any lock on l.Env of l.Service.
+	PutLock(ctx context.Context, l Lock) error
+	// DeleteLock removes the lock on env of service (expired or not) and
+	// reports whether there was one.
+	DeleteLock(ctx context.Context, service, env string) (bool, error)
+	// PutPin stores p, replacing any pin on p.Env of p.Service.
+	PutPin(ctx context.Context, p Pin) error
+	// DeletePin removes the pin on env of service and reports whether
+	// there was one.
+	DeletePin(ctx context.Context, service, env string) (bool, error)
+	// LocksAndPins lists the locks, expired ones included (see
+	// Lock.Active), and the pins of service, of every service if it is
+	// empty, ordered by service and environment.
+	LocksAndPins(ctx context.Context, service string) ([]Lock, []Pin, error)
+
+	// SavePromotion stores p. With ID 0 it is added and given the next ID
+	// (IDs only grow); otherwise it replaces the promotion with that ID,
+	// ErrNotFound if there is none. ErrNotFound too if its build does not
+	// exist.
+	SavePromotion(ctx context.Context, p Promotion) (Promotion, error)
+	// Promotions lists promotions newest (largest ID) first.
+	Promotions(ctx context.Context, q PromotionQuery) ([]Promotion, error)
+}
+
+// PromotionQuery selects promotions. Zero values select everything and
+// DefaultLimit of it.
+type PromotionQuery struct {
+	BuildID int64
+	Service string
+	Env     string
+	State   PromotionState
+	// Running keeps only the promotions that have not ended.
+	Running bool
+	// Runner keeps only the promotions of one replica (Promotion.Runner).
+	Runner string
+	Limit  int
+}
+
+// match reports whether p is selected by q (limit aside).
+func (q PromotionQuery) match(p Promotion) bool {
+	return (q.BuildID == 0 || p.BuildID == q.BuildID) && (q.Service == "" || p.Service == q.Service) &&
+		(q.Env == "" || p.Env == q.Env) && (q.State == "" || p.State == q.State) &&
+		(!q.Running || !p.State.Done()) && (q.Runner == "" || p.Runner == q.Runner)
 }

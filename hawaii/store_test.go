@@ -274,6 +274,143 @@ func testStore(t *testing.T, s Store) {
 			t.Error("delivery remembered past twice the window")
 		}
 	})
+	t.Run("locks and pins: one per environment, replaced, deleted, listed", func(t *testing.T) {
+		cet := time.FixedZone("CET", 3600)
+		l1 := Lock{Service: "inventory", Env: "prod", Owner: "alice", Reason: "sale tonight", Created: t0.In(cet), Expires: t0.Add(time.Hour)}
+		l2 := Lock{Service: "checkpoint", Env: "qa", Owner: "bob", Reason: "flaky env", Created: t0, Expires: t0.Add(-time.Minute)}
+		for _, l := range []Lock{l1, l2} {
+			if err := s.PutLock(ctx, l); err != nil {
+				t.Fatal(err)
+			}
+		}
+		l1b := l1
+		l1b.Reason, l1b.Expires = "sale moved", t0.Add(2*time.Hour)
+		if err := s.PutLock(ctx, l1b); err != nil {
+			t.Fatal(err)
+		}
+		pin := Pin{Service: "inventory", Env: "prod", BuildID: ids[0], Version: "1.2.g0", By: "carol", Reason: "rollback from 1.2.g3", Since: t0}
+		if err := s.PutPin(ctx, pin); err != nil {
+			t.Fatal(err)
+		}
+		locks, pins, err := s.LocksAndPins(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l1b.Created = t0 // the same instant, given back in UTC
+		if g, w := mustJSON(t, locks), mustJSON(t, []Lock{l2, l1b}); g != w {
+			t.Errorf("all locks (expired included, by service and env)\n got %s\nwant %s", g, w)
+		}
+		if g, w := mustJSON(t, pins), mustJSON(t, []Pin{pin}); g != w {
+			t.Errorf("pins\n got %s\nwant %s", g, w)
+		}
+		if locks[1].Created.Location() != time.UTC {
+			t.Errorf("lock created in %v, want UTC", locks[1].Created.Location())
+		}
+		locks, pins, err = s.LocksAndPins(ctx, "checkpoint")
+		if err != nil || len(locks) != 1 || locks[0].Env != "qa" || len(pins) != 0 {
+			t.Errorf("checkpoint's: %+v %+v %v", locks, pins, err)
+		}
+		if ok, err := s.DeleteLock(ctx, "checkpoint", "qa"); err != nil || !ok {
+			t.Errorf("delete an (expired) lock: %v, %v", ok, err)
+		}
+		if ok, err := s.DeleteLock(ctx, "checkpoint", "qa"); err != nil || ok {
+			t.Errorf("delete it again: %v, %v", ok, err)
+		}
+		if ok, err := s.DeletePin(ctx, "inventory", "prod"); err != nil || !ok {
+			t.Errorf("delete pin: %v, %v", ok, err)
+		}
+		if ok, err := s.DeletePin(ctx, "inventory", "prod"); err != nil || ok {
+			t.Errorf("delete pin again: %v, %v", ok, err)
+		}
+		locks, pins, err = s.LocksAndPins(ctx, "")
+		if err != nil || len(locks) != 1 || len(pins) != 0 {
+			t.Errorf("left: %+v %+v %v", locks, pins, err)
+		}
+		if _, err := s.DeleteLock(ctx, "inventory", "prod"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("promotions: IDs grow, saved again in place, listed newest first", func(t *testing.T) {
+		mk := func(build int64, env string, st PromotionState, runner string) Promotion {
+			return Promotion{BuildID: build, Service: "inventory", Version: "v", Env: env, Kind: KindAutomatic,
+				State: st, Started: t0, Updated: t0, Runner: runner}
+		}
+		var saved []Promotion
+		for _, p := range []Promotion{
+			mk(ids[0], "alpha", PromotionPending, "replica-a"),
+			mk(ids[0], "qa", PromotionPending, "replica-a"),
+			mk(ids[2], "alpha", PromotionPending, "replica-b"),
+			mk(ids[0], "prod", PromotionPending, "replica-b"),
+		} {
+			got, err := s.SavePromotion(ctx, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(saved) > 0 && got.ID <= saved[len(saved)-1].ID {
+				t.Errorf("promotion ID %d not above %d", got.ID, saved[len(saved)-1].ID)
+			}
+			saved = append(saved, got)
+		}
+		// The first passes; the prod one deploys with an admin override.
+		p0 := saved[0]
+		if err := p0.Advance(PromotionDeploying, t0.Add(time.Second), ""); err != nil {
+			t.Fatal(err)
+		}
+		if err := p0.Advance(PromotionPassed, t0.Add(2*time.Second), ""); err != nil {
+			t.Fatal(err)
+		}
+		p0.RunEnv = "alpha-b1"
+		p3 := saved[3]
+		p3.Kind, p3.By, p3.Override, p3.DeployID = KindPromote, "dave", true, "d-0123"
+		if err := p3.Advance(PromotionDeploying, t0.Add(time.Second), ""); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []Promotion{p0, p3, p3} { // an unchanged save is fine
+			if _, err := s.SavePromotion(ctx, p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		all, err := s.Promotions(ctx, PromotionQuery{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []Promotion{p3, saved[2], saved[1], p0}
+		if g, w := mustJSON(t, all), mustJSON(t, want); g != w {
+			t.Errorf("all promotions\n got %s\nwant %s", g, w)
+		}
+		for _, c := range []struct {
+			name string
+			q    PromotionQuery
+			want []int64
+		}{
+			{"of a build", PromotionQuery{BuildID: ids[0]}, []int64{p3.ID, saved[1].ID, p0.ID}},
+			{"into an environment", PromotionQuery{Service: "inventory", Env: "alpha"}, []int64{saved[2].ID, p0.ID}},
+			{"in a state", PromotionQuery{State: PromotionPassed}, []int64{p0.ID}},
+			{"running", PromotionQuery{Running: true}, []int64{p3.ID, saved[2].ID, saved[1].ID}},
+			{"running on a replica", PromotionQuery{Running: true, Runner: "replica-a"}, []int64{saved[1].ID}},
+			{"running in prod", PromotionQuery{Service: "inventory", Env: "prod", Running: true, Limit: 1}, []int64{p3.ID}},
+			{"limit", PromotionQuery{Limit: 2}, []int64{p3.ID, saved[2].ID}},
+			{"nothing", PromotionQuery{Service: "nobody"}, nil},
+		} {
+			got, err := s.Promotions(ctx, c.q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var gotIDs []int64
+			for _, p := range got {
+				gotIDs = append(gotIDs, p.ID)
+			}
+			if !reflect.DeepEqual(gotIDs, c.want) {
+				t.Errorf("%s: %v, want %v", c.name, gotIDs, c.want)
+			}
+		}
+		if _, err := s.SavePromotion(ctx, Promotion{ID: 9999, BuildID: ids[0], Env: "qa", State: PromotionPending}); !errors.Is(err, ErrNotFound) {
+			t.Errorf("save of an unknown promotion: %v, want ErrNotFound", err)
+		}
+		if _, err := s.SavePromotion(ctx, mk(9999, "qa", PromotionPending, "")); !errors.Is(err, ErrNotFound) {
+			t.Errorf("promotion of an unknown build: %v, want ErrNotFound", err)
+		}
+	})
 	t.Run("cancelled context", func(t *testing.T) {
 		cctx, cancel := context.WithCancel(ctx)
 		cancel()

@@ -26,8 +26,8 @@ type Pipeline interface {
 	Unpin(ctx context.Context, service, env string, who auth.Identity) error
 	Lock(ctx context.Context, service, env, reason string, d time.Duration, who auth.Identity) (hawaii.Lock, error)
 	Unlock(ctx context.Context, service, env string, who auth.Identity) error
-	Locks(service string) ([]hawaii.Lock, []hawaii.Pin)
-	Promotions(id int64) []hawaii.Promotion
+	Locks(ctx context.Context, service string) ([]hawaii.Lock, []hawaii.Pin, error)
+	Promotions(ctx context.Context, id int64) ([]hawaii.Promotion, error)
 }
 
 var _ Pipeline = (*hawaii.Pipeline)(nil)
@@ -103,7 +103,11 @@ func (s *Server) apiPromotions(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	out := s.cfg.Pipeline.Promotions(id)
+	out, err := s.cfg.Pipeline.Promotions(c.Request.Context(), id)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
 	if out == nil {
 		out = []hawaii.Promotion{}
 	}
@@ -176,7 +180,11 @@ func (s *Server) apiUnpin(c *gin.Context) {
 }
 
 func (s *Server) apiLocks(c *gin.Context) {
-	locks, pins := s.cfg.Pipeline.Locks(c.Query("service"))
+	locks, pins, err := s.cfg.Pipeline.Locks(c.Request.Context(), c.Query("service"))
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
 	c.JSON(http.StatusOK, gin.H{"locks": locks, "pins": pins})
 }
 

@@ -245,7 +245,10 @@ func (s *Server) buildPage(c *gin.Context) {
 	}
 	v := buildView{BuildView: b, Pipeline: s.cfg.Pipeline != nil}
 	if s.cfg.Pipeline != nil {
-		v.Promotions = s.cfg.Pipeline.Promotions(id)
+		if v.Promotions, err = s.cfg.Pipeline.Promotions(ctx, id); err != nil {
+			s.failBuildPage(c, err)
+			return
+		}
 	}
 	for _, st := range b.Stages {
 		sv := stageView{StageRecord: st}
@@ -306,7 +309,12 @@ func (s *Server) showReview(c *gin.Context, id int64, status int, msg string) {
 		return
 	}
 	v := reviewView{Review: r, Error: msg}
-	for _, p := range s.cfg.Pipeline.Promotions(id) {
+	prs, err := s.cfg.Pipeline.Promotions(c.Request.Context(), id)
+	if err != nil {
+		s.failBuildPage(c, err)
+		return
+	}
+	for _, p := range prs {
 		if p.Env == string(hawaii.StageProd) && (v.Rollout == nil || p.ID > v.Rollout.ID) {
 			v.Rollout = &p
 		}

@@ -111,6 +111,7 @@ func newPipeline(ctx context.Context, cfg Config, dev bool, cli *clientv3.Client
 	p, err := hawaii.NewPipeline(hawaii.PipelineConfig{
 		Store: store, Deployer: dep, Pipelines: services,
 		Logger: log.With("component", "hawaii"), EnvTimeout: cfg.Pipeline.envTimeout(),
+		Owner: replicaName(cfg),
 	})
 	if err != nil {
 		return nil, err
