@@ -3,6 +3,7 @@ package web
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gin-gonic/gin"
 	"golang.org/x/time/rate"
 
 	"github.com/kplane/kplane/auth"
@@ -221,4 +223,59 @@ func mustURL(t *testing.T, s string) *url.URL {
 		t.Fatal(err)
 	}
 	return u
+}
+
+// TestEveryRouteLimitsItsBody: every route that takes a body refuses one
+// above its limit with 413, before authentication or the handler reads it.
+func TestEveryRouteLimitsItsBody(t *testing.T) {
+	e := fullEnv(t)
+	addr := strings.TrimPrefix(e.ts.URL, "http://")
+	for _, r := range e.srv.engine.Routes() {
+		if !isMutating(r.Method) {
+			continue
+		}
+		limit := e.srv.maxBody
+		if l, ok := e.srv.bodyLimits[r.Path]; ok {
+			limit = l
+		}
+		path := concretePath(r.Path)
+		t.Run(r.Method+" "+r.Path, func(t *testing.T) {
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			// Only the headers: a server that read the body would wait
+			// for it, and the deadline below would fail the test.
+			fmt.Fprintf(conn, "%s %s HTTP/1.1\r\nHost: kplane\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", r.Method, path, limit+1)
+			_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatalf("no answer to an oversized %s %s: %v", r.Method, path, err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusRequestEntityTooLarge {
+				t.Fatalf("%s %s with %d bytes (limit %d) = %d, want 413", r.Method, path, limit+1, limit, resp.StatusCode)
+			}
+		})
+	}
+}
+
+// TestPanicLoggedWithTraceparentTraceID: the recovery middleware logs a
+// panic with the trace ID of the caller's W3C traceparent, and answers a
+// bare JSON 500.
+func TestPanicLoggedWithTraceparentTraceID(t *testing.T) {
+	e := newEnv(t)
+	e.srv.engine.POST("/test/panic", func(*gin.Context) { panic("db password=hunter2 in a stack") })
+	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+	r := e.do(nil, http.MethodPost, "/test/panic", "", strings.NewReader("{}"), "traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
+	if r.status != http.StatusInternalServerError || decodeError(t, r) != (errorBody{Error: "internal error", Code: "internal"}) || strings.Contains(r.body, "hunter2") {
+		t.Fatalf("panic answered %d %s, want a bare JSON 500", r.status, r.body)
+	}
+	if r.header.Get("X-Request-ID") != traceID {
+		t.Errorf("X-Request-ID %q, want the traceparent's trace ID", r.header.Get("X-Request-ID"))
+	}
+	if !strings.Contains(e.logs.String(), "panic serving request") || !strings.Contains(e.logs.String(), "trace_id="+traceID) {
+		t.Fatalf("panic not logged with the trace ID:\n%s", e.logs.String())
+	}
 }
