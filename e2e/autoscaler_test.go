@@ -41,7 +41,8 @@ import (
 // policies below tolerate.
 //
 // Windows are shortened through the policy API and the tick through
-// KPLANE_AUTOSCALER_INTERVAL, so the three tests take about three minutes.
+// KPLANE_AUTOSCALER_INTERVAL, so the three tests take about five minutes,
+// most of it the two-minute Prometheus outage.
 
 const (
 	// tick is the autoscaler interval of these tests (dev's default is 2s).
@@ -232,10 +233,14 @@ func runSpike(t *testing.T, p *devProcess, prom *promtest.Server, window time.Du
 	waitDemoProcesses(t, p, "inventory", 2)
 }
 
-// TestAutoscalerPrometheusOutage: with inventory above min, idle, and a
-// scale-down pending, Prometheus is killed. Nothing may scale down while
-// it is gone, the decisions must say why, and the pending scale-down must
-// happen once a Prometheus answers again.
+// TestAutoscalerPrometheusOutage is issue 7's "stop Prometheus for 2
+// minutes under load": inventory runs 4 instances under a steady load that
+// sits inside its thresholds, and Prometheus is killed for outageFor. A
+// missing metric must never read as zero traffic: nothing may scale down
+// while Prometheus is gone, and the stored decisions must say why. At the
+// end of the outage the load stops and a Prometheus answers again: scaling
+// resumes, inventory scales down to min, after a whole stabilization
+// window of fresh evidence.
 //
 // The new Prometheus is a fresh process (empty TSDB, as after a restart
 // without persistent storage) on a port promtest chooses, so kplane is
@@ -243,39 +248,54 @@ func runSpike(t *testing.T, p *devProcess, prom *promtest.Server, window time.Du
 // service address or load balancer Prometheus sits behind in production.
 // While no Prometheus runs, the forwarder closes every connection at once.
 func TestAutoscalerPrometheusOutage(t *testing.T) {
-	const window = 8 * time.Second
+	const (
+		// window is longer than the QPS rate's ramp: Prometheus's rate over
+		// 1m reads 1/instance about 12 s after the load starts.
+		window    = 20 * time.Second
+		outageFor = 2 * time.Minute
+		// loadRate is 10 req/s per instance at 4 instances: well inside
+		// [low 1, high 30], also while Prometheus scrapes only some.
+		loadRate = 40
+	)
 	prom := promtest.Start(t, promtest.Config{ScrapeInterval: time.Second})
 	fwd := newForwarder(t, strings.TrimPrefix(prom.URL, "http://"))
 	t.Setenv("KPLANE_AUTOSCALER_SOURCE", "prometheus")
 	t.Setenv("KPLANE_PROMETHEUS_URL", "http://"+fwd.addr())
 	t.Setenv("KPLANE_AUTOSCALER_INTERVAL", tick)
 	p := startDev(t, t.TempDir())
-	p.putPolicy(t, "inventory", spikePolicy(window))
+	p.putPolicy(t, "inventory", fmt.Sprintf(`{"min": 2, "max": 8,
+		"qps": {"high": 30, "low": 1, "target": 10},
+		"cpu": {"disabled": true}, "memory": {"disabled": true},
+		"votes": 1, "cooldownUp": "3s", "cooldownDown": "3s",
+		"stabilizationWindow": %q, "maxMetricAge": "10s"}`, window))
+
+	// Four instances under load: kplane must see them answering the load
+	// through Prometheus before the outage, so that a missing QPS read as
+	// 0 would be a reason to scale down.
+	t0 := time.Now()
+	p.scale(t, "inventory", 4)
+	load := startLoadgen(t, p, "--rate", strconv.Itoa(loadRate), "--duration", "5m")
 	targets := newTargetSync(prom)
 	waitObserved(t, p, targets, "inventory")
-
-	// Four idle instances: QPS 0 is below low, so a scale-down is pending
-	// as soon as kplane sees them through Prometheus.
-	scaled := time.Now()
-	p.scale(t, "inventory", 4)
-	var pending *decision
-	for deadline := time.Now().Add(window); pending == nil; time.Sleep(100 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no pending scale-down within %s of scaling to 4:\n%s", window, formatDecisions(p.decisions(t, "inventory")))
+	for deadline := t0.Add(45 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+		all := p.instances(t)
+		targets.sync(t, all)
+		qps, ok := promQPS(t, prom, "inventory")
+		if len(all["inventory"]) == 4 && ok && qps > 10 {
+			t.Logf("4 instances under %d req/s: Prometheus reads %.1f req/s %s after the load started", loadRate, qps, time.Since(t0).Round(time.Millisecond))
+			break
 		}
-		targets.sync(t, p.instances(t))
-		pending = findDecision(p.decisions(t, "inventory"), func(d decision) bool {
-			return d.Time.After(scaled) && d.From == 4 && d.Action == "down" && d.Guard == "stabilization"
-		})
+		if time.Now().After(deadline) {
+			t.Fatalf("inventory not at 4 instances serving > 10 req/s as seen by Prometheus after 45 s (%d instances, %.1f req/s):\n%s",
+				len(all["inventory"]), qps, formatDecisions(p.decisions(t, "inventory")))
+		}
 	}
-	t.Logf("pending: %s", pending)
 
 	stopped := time.Now()
 	prom.Stop(t)
-	hold := 3 * window
-	t.Logf("Prometheus stopped; watching for %s (3 stabilization windows)", hold)
-	for end := stopped.Add(hold); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
-		if n := len(p.instances(t)["inventory"]); n != 4 {
+	t.Logf("Prometheus stopped under %d req/s; watching for %s", loadRate, outageFor)
+	for end := stopped.Add(outageFor); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
+		if n := len(p.instances(t)["inventory"]); n < 4 {
 			t.Fatalf("inventory went to %d instances %s into the Prometheus outage:\n%s",
 				n, time.Since(stopped).Round(time.Millisecond), formatDecisions(p.decisions(t, "inventory")))
 		}
@@ -296,7 +316,10 @@ func TestAutoscalerPrometheusOutage(t *testing.T) {
 	if len(guarded) == 0 {
 		t.Fatalf("no missing-data decision naming Prometheus during the outage:\n%s", formatDecisions(ds))
 	}
-	t.Logf("%d missing-data decisions during the outage; the latest: %s", len(guarded), &guarded[0])
+	// The first held decision after the stop says how fast kplane noticed.
+	first := guarded[len(guarded)-1]
+	t.Logf("%d missing-data decisions in the %s outage, the first %s after the stop; the latest: %s",
+		len(guarded), outageFor, first.Time.Sub(stopped).Round(time.Millisecond), &guarded[0])
 	// What an operator types during the outage: one row per decision.
 	out, err := exec.Command(kplaneBin, "decisions", "--service", "inventory", "--limit", "3", "--addr", p.url, "--token", p.token).CombinedOutput()
 	if lines := strings.Split(strings.TrimSpace(string(out)), "\n"); err != nil || len(lines) != 4 || !strings.Contains(lines[1], "missing data") {
@@ -307,8 +330,11 @@ func TestAutoscalerPrometheusOutage(t *testing.T) {
 		t.Errorf("kplane's /metrics does not count the missing-data holds (status %d)", code)
 	}
 
-	// Prometheus returns: it must scrape twice before rates exist, then the
-	// scale-down waits out a whole window of fresh evidence.
+	// The load stops, then a Prometheus answers again: it sees no traffic
+	// (rates need two scrapes), and the scale-down waits out a whole
+	// window of fresh evidence.
+	rep := load.stop(t)
+	t.Logf("load, the outage included: %s", rep)
 	prom2 := promtest.Start(t, promtest.Config{ScrapeInterval: time.Second})
 	targets = newTargetSync(prom2)
 	targets.sync(t, p.instances(t))
@@ -332,7 +358,7 @@ func TestAutoscalerPrometheusOutage(t *testing.T) {
 	if down == nil {
 		t.Fatalf("inventory back at 2 without a scale-down decision since Prometheus returned:\n%s", formatDecisions(p.decisions(t, "inventory")))
 	}
-	t.Logf("Prometheus back; scaled down to 2 after %s: %s", back.Sub(resumed).Round(time.Millisecond), down)
+	t.Logf("Prometheus back, load stopped: scaled down to 2 %s later: %s", back.Sub(resumed).Round(time.Millisecond), down)
 	if down.Time.Sub(resumed) < window {
 		t.Errorf("scaled down %s after Prometheus returned, before a whole %s window of new data", down.Time.Sub(resumed), window)
 	}
