@@ -43,8 +43,11 @@ func (b Build) Validate() error {
 	required("scmRevision", b.SCMRevision, maxFieldLen)
 	required("committer", b.Committer, maxFieldLen)
 	required("guid", b.GUID, maxFieldLen)
-	if b.Timestamp.IsZero() {
+	switch {
+	case b.Timestamp.IsZero():
 		bad["timestamp"] = "required (RFC 3339)"
+	case !storableTime(b.Timestamp):
+		bad["timestamp"] = "must be after 1970 and before 2262"
 	}
 	if len(b.Changelog) > maxChangelog {
 		bad["changelog"] = "more than " + strconv.Itoa(maxChangelog) + " commits"
@@ -67,6 +70,13 @@ func (b Build) Validate() error {
 		return &FieldsError{What: "build", Fields: bad}
 	}
 	return nil
+}
+
+// storableTime says whether the SQL store, which keeps times as int64
+// nanoseconds since 1970 with 0 for none, gives t back.
+func storableTime(t time.Time) bool {
+	n := t.UnixNano()
+	return n > 0 && time.Unix(0, n).Equal(t)
 }
 
 // normalize returns the build as the store keeps it: times in UTC,
