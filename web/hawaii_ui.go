@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"html/template"
 	"net/http"
 	"net/url"
 	"slices"
@@ -90,8 +91,9 @@ type buildsView struct {
 	Service  string
 	Current  []envVersion
 	Builds   []buildRow
-	// Older is the query of the next page, empty on the last one.
-	Older string
+	// Older is the query of the next page, empty on the last one
+	// (url.Values.Encode output, safe in an href).
+	Older template.URL
 	// First is false on every page after the first.
 	First bool
 }
@@ -138,7 +140,7 @@ func (s *Server) buildsPage(c *gin.Context) {
 	if len(page) > buildPageSize {
 		page = page[:buildPageSize]
 		q := url.Values{"service": {v.Service}, "before": {strconv.FormatInt(page[len(page)-1].ID, 10)}}
-		v.Older = q.Encode()
+		v.Older = template.URL(q.Encode())
 	}
 	now := s.now()
 	for _, b := range page {
@@ -207,7 +209,7 @@ type testsView struct {
 	// Page and Pages count from 1; Prev and Next are query strings,
 	// empty at either end.
 	Page, Pages int
-	Prev, Next  string
+	Prev, Next  template.URL // url.Values.Encode output
 	First, Last int // 1-based positions of the cases shown
 }
 
@@ -266,12 +268,12 @@ func (s *Server) buildPage(c *gin.Context) {
 	if len(res.Cases) > 0 {
 		v.Tests.First, v.Tests.Last = res.Offset+1, res.Offset+len(res.Cases)
 	}
-	q := func(p int) string {
+	q := func(p int) template.URL {
 		vals := url.Values{"page": {strconv.Itoa(p)}}
 		if st != "" {
 			vals.Set("tests", string(st))
 		}
-		return vals.Encode()
+		return template.URL(vals.Encode())
 	}
 	if page > 1 {
 		v.Tests.Prev = q(min(page-1, v.Tests.Pages))

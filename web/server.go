@@ -251,6 +251,7 @@ func (s *Server) routes() *gin.Engine {
 	ui.GET("/services", s.servicesPage)
 	ui.GET("/ui/events/services", s.serviceEvents)
 	s.hawaiiUIRoutes(ui)
+	s.deployUIRoutes(ui)
 	// Each feature registers its own API and console routes, in its own
 	// file.
 	s.ingestRoutes(e)
