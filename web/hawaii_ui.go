@@ -210,7 +210,7 @@ type testsView struct {
 	// empty at either end.
 	Page, Pages int
 	Prev, Next  template.URL // url.Values.Encode output
-	First, Last int // 1-based positions of the cases shown
+	First, Last int          // 1-based positions of the cases shown
 }
 
 type buildView struct {
