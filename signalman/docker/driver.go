@@ -676,7 +676,7 @@ func (d *Driver) stop(ctx context.Context, t signalman.Target, cs []ctr) ([]stri
 			if err := d.remove(sctx, c.containerID); err != nil {
 				d.log.Error("remove container", "instance", c.inst.ID, "err", err)
 				if stopErr != nil {
-					errs[i] = fmt.Errorf("docker: %s is still running: %w", c.inst.ID, errors.Join(stopErr, err))
+					errs[i] = fmt.Errorf("docker: %s may still be running: %w", c.inst.ID, errors.Join(stopErr, err))
 				}
 			}
 		}()
