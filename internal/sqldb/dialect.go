@@ -2,16 +2,17 @@ package sqldb
 
 import (
 	"embed"
+	"fmt"
 	"io/fs"
+	"strings"
 )
 
 //go:embed migrations
 var migrationFiles embed.FS
 
 // dialect is what differs between SQL engines as far as migrations care:
-// where the files are, how the bookkeeping table is created and how
-// placeholders are written. A MySQL dialect adds a value here and a
-// migrations/mysql directory.
+// where the files are, how the bookkeeping table is created and how a
+// file is run.
 type dialect struct {
 	name string
 	// files holds NNNN_name.sql at its root.
@@ -20,6 +21,8 @@ type dialect struct {
 	createTable string
 	// insertApplied records one applied migration: version, name, applied_at.
 	insertApplied string
+	// split runs a file statement by statement (splitStatements).
+	split bool
 }
 
 func sqliteDialect() dialect {
@@ -41,11 +44,19 @@ func sqliteDialect() dialect {
 	}
 }
 
-// mysqlDialect has no embedded files: the main store has no MySQL
-// migrations yet, and MigrateFS supplies a component's own.
+// mysqlDialect runs the main store's migrations/mysql. MySQL commits DDL
+// as it goes and the driver runs one statement per call, so a file's
+// statements are run one by one (see splitStatements), each written to be
+// safe to re-run.
 func mysqlDialect() dialect {
+	sub, err := fs.Sub(migrationFiles, "migrations/mysql")
+	if err != nil {
+		panic(err)
+	}
 	return dialect{
-		name: "mysql",
+		name:  "mysql",
+		files: sub,
+		split: true,
 		createTable: `CREATE TABLE IF NOT EXISTS schema_migrations (
 	version    INT          NOT NULL PRIMARY KEY,
 	name       VARCHAR(255) NOT NULL,
@@ -53,4 +64,40 @@ func mysqlDialect() dialect {
 )`,
 		insertApplied: `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
 	}
+}
+
+func dialectOf(engine string) (dialect, error) {
+	switch engine {
+	case SQLite:
+		return sqliteDialect(), nil
+	case MySQL:
+		return mysqlDialect(), nil
+	}
+	return dialect{}, fmt.Errorf("migrate: unknown engine %q (want sqlite or mysql)", engine)
+}
+
+// splitStatements cuts a migration file into statements: comment lines
+// (starting with --) are dropped and a statement ends with ';' at the end
+// of a line. Our own files follow that shape.
+func splitStatements(src string) []string {
+	var out []string
+	var cur strings.Builder
+	for _, line := range strings.Split(src, "\n") {
+		t := strings.TrimSpace(line)
+		if strings.HasPrefix(t, "--") {
+			continue
+		}
+		cur.WriteString(line)
+		cur.WriteByte('\n')
+		if strings.HasSuffix(t, ";") {
+			if st := strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(cur.String()), ";")); st != "" {
+				out = append(out, st)
+			}
+			cur.Reset()
+		}
+	}
+	if st := strings.TrimSpace(cur.String()); st != "" {
+		out = append(out, st)
+	}
+	return out
 }

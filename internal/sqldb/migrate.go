@@ -19,20 +19,37 @@ type Migration struct {
 	SQL     string
 }
 
-// Migrate brings a SQLite database opened with Open up to the newest schema
-// this binary knows. Each pending migration runs in its own transaction
-// together with its schema_migrations row, so a failed migration leaves the
-// database at the previous version. Running it again applies nothing.
+// Migrate brings the main store opened with Open or OpenMySQL up to the
+// newest schema this binary knows, with the migrations of db's engine
+// (migrations/sqlite or migrations/mysql, the same versions). Each pending
+// migration runs in its own transaction together with its
+// schema_migrations row, so on SQLite a failed migration leaves the
+// database at the previous version; MySQL commits DDL as it goes, so its
+// statements are written to be re-run. Running Migrate again applies
+// nothing.
 //
 // If the database records a version this binary does not know, Migrate
 // returns ErrSchemaTooNew without changing anything.
+//
+// Several replicas may start at once on one MySQL database: a replica
+// that loses the race to record a version fails and is restarted, and
+// finds the schema up to date.
 func Migrate(ctx context.Context, db *sql.DB) error {
-	return migrate(ctx, db, sqliteDialect(), time.Now)
+	d, err := dialectOf(Engine(db))
+	if err != nil {
+		return err
+	}
+	return migrate(ctx, db, d, time.Now)
 }
 
-// Migrations lists the embedded SQLite migrations in version order.
-func Migrations() ([]Migration, error) {
-	return loadMigrations(sqliteDialect().files)
+// Migrations lists the embedded migrations of engine (SQLite or MySQL) in
+// version order.
+func Migrations(engine string) ([]Migration, error) {
+	d, err := dialectOf(engine)
+	if err != nil {
+		return nil, err
+	}
+	return loadMigrations(d.files)
 }
 
 func migrate(ctx context.Context, db *sql.DB, d dialect, now func() time.Time) error {
@@ -99,8 +116,14 @@ func applyOne(ctx context.Context, db *sql.DB, d dialect, m Migration, at time.T
 			err = errors.Join(err, tx.Rollback())
 		}
 	}()
-	if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
-		return err
+	stmts := []string{m.SQL}
+	if d.split {
+		stmts = splitStatements(m.SQL)
+	}
+	for _, st := range stmts {
+		if _, err := tx.ExecContext(ctx, st); err != nil {
+			return err
+		}
 	}
 	if _, err := tx.ExecContext(ctx, d.insertApplied, m.Version, m.Name, at.UTC().Format(time.RFC3339)); err != nil {
 		return fmt.Errorf("record: %w", err)
@@ -153,14 +176,9 @@ func loadMigrations(fsys fs.FS) ([]Migration, error) {
 // statements before the failing one applied; write MySQL migrations so
 // that each file is one statement or safe to re-run (IF NOT EXISTS).
 func MigrateFS(ctx context.Context, db *sql.DB, engine string, files fs.FS) error {
-	var d dialect
-	switch engine {
-	case "sqlite":
-		d = sqliteDialect()
-	case "mysql":
-		d = mysqlDialect()
-	default:
-		return fmt.Errorf("migrate: unknown engine %q (want sqlite or mysql)", engine)
+	d, err := dialectOf(engine)
+	if err != nil {
+		return err
 	}
 	d.files = files
 	return migrate(ctx, db, d, time.Now)

@@ -83,7 +83,7 @@ func TestMigrateFreshAndRerun(t *testing.T) {
 	if err := Migrate(ctx, db); err != nil {
 		t.Fatal(err)
 	}
-	migs, err := Migrations()
+	migs, err := Migrations(SQLite)
 	if err != nil {
 		t.Fatal(err)
 	}
