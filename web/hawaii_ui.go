@@ -19,6 +19,14 @@ import (
 // buildPageSize is how many builds one page of /builds lists.
 const buildPageSize = 25
 
+// pickerBuilds is how many of the newest builds the service picker looks
+// at; versionScan bounds how far back the builds page looks for the
+// version in alpha and QA.
+const (
+	pickerBuilds = 100
+	versionScan  = hawaii.MaxLimit
+)
+
 // prodReader is the optional part of a Pipeline that knows which build
 // runs in prod; *hawaii.Pipeline has it. Without it the builds page shows
 // the newest build whose prod stage passed.
@@ -111,14 +119,22 @@ func (s *Server) buildsPage(c *gin.Context) {
 		}
 		before = n
 	}
-	// The picker offers registered services and those with builds.
-	recent, err := store.Builds(ctx, hawaii.BuildQuery{Limit: hawaii.MaxLimit})
+	// The picker offers registered services, those with a pipeline and
+	// those with recent builds: reading every build's service would cost
+	// a scan of the whole table on every page.
+	recent, err := store.Builds(ctx, hawaii.BuildQuery{Limit: pickerBuilds})
 	if err != nil {
 		s.failBuildPage(c, err)
 		return
 	}
 	for _, svc := range s.services.Services() {
 		v.Services = append(v.Services, svc.Name)
+	}
+	if ps, ok := s.cfg.Pipeline.(interface{ Services() []string }); ok {
+		v.Services = append(v.Services, ps.Services()...)
+	}
+	if v.Service != "" {
+		v.Services = append(v.Services, v.Service)
 	}
 	for _, b := range recent {
 		v.Services = append(v.Services, b.Service)
@@ -150,7 +166,10 @@ func (s *Server) buildsPage(c *gin.Context) {
 		}
 		v.Builds = append(v.Builds, row)
 	}
-	if v.Current, err = s.currentVersions(ctx, v.Service); err != nil {
+	if v.Pipeline {
+		v.Current, err = s.currentVersions(ctx, v.Service)
+	}
+	if err != nil {
 		s.failBuildPage(c, err)
 		return
 	}
@@ -160,30 +179,48 @@ func (s *Server) buildsPage(c *gin.Context) {
 // currentVersions finds the version in each environment: for alpha and
 // QA the newest build that passed there, for prod the pipeline's answer.
 func (s *Server) currentVersions(ctx context.Context, service string) ([]envVersion, error) {
-	bs, err := s.cfg.Builds.Store.Builds(ctx, hawaii.BuildQuery{Service: service, Limit: hawaii.MaxLimit})
-	if err != nil {
-		return nil, err
+	out := make([]envVersion, len(hawaii.Stages))
+	for i, st := range hawaii.Stages {
+		out[i].Env = st
 	}
-	out := make([]envVersion, 0, len(hawaii.Stages))
-	for _, st := range hawaii.Stages {
-		ev := envVersion{Env: st}
+	// Page back until every environment has a version: the newest build
+	// is most often green everywhere already. The pipeline knows prod.
+	pr, hasProd := s.cfg.Pipeline.(prodReader)
+	scan := out
+	if hasProd {
+		scan = out[:len(out)-1]
+	}
+	missing := len(scan)
+	var before int64
+	for scanned := 0; missing > 0 && scanned < versionScan; {
+		bs, err := s.cfg.Builds.Store.Builds(ctx, hawaii.BuildQuery{Service: service, Before: before, Limit: hawaii.DefaultLimit})
+		if err != nil {
+			return nil, err
+		}
 		for _, b := range bs {
-			if b.Stage(st).Status == hawaii.StatusPassed {
-				ev.Version, ev.BuildID = b.Version, b.ID
-				break
+			for i := range scan {
+				if scan[i].BuildID == 0 && b.Stage(scan[i].Env).Status == hawaii.StatusPassed {
+					scan[i].Version, scan[i].BuildID = b.Version, b.ID
+					missing--
+				}
 			}
 		}
-		if pr, ok := s.cfg.Pipeline.(prodReader); ok && st == hawaii.StageProd {
-			b, err := pr.InProd(ctx, service)
-			if err != nil {
-				return nil, err
-			}
-			ev.Version, ev.BuildID = "", 0
-			if b != nil {
-				ev.Version, ev.BuildID = b.Version, b.ID
-			}
+		if len(bs) < hawaii.DefaultLimit {
+			break
 		}
-		out = append(out, ev)
+		scanned += len(bs)
+		before = bs[len(bs)-1].ID
+	}
+	if hasProd {
+		b, err := pr.InProd(ctx, service)
+		if err != nil {
+			return nil, err
+		}
+		prod := &out[len(out)-1]
+		prod.Version, prod.BuildID = "", 0
+		if b != nil {
+			prod.Version, prod.BuildID = b.Version, b.ID
+		}
 	}
 	return out, nil
 }

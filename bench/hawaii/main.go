@@ -1,7 +1,7 @@
-// Command hawaii measures HAWAII's build list and build page API with a
-// full store: by default 100,000 builds and 5 million test cases (50 per
-// build, a failure in every tenth build) in SQLite. The goal is p99 ≤
-// 100 ms. Results go in docs/benchmarks.md.
+// Command hawaii measures HAWAII's build list and build page, API and
+// HTML, and the review page, with a full store: by default 100,000 builds
+// and 5 million test cases (50 per build, a failure in every tenth build)
+// in SQLite. The goal is p99 ≤ 100 ms. Results go in docs/benchmarks.md.
 //
 //	go run ./bench/hawaii [-builds 100000] [-cases 50] [-services 20] [-requests 500] [-db path]
 //
@@ -9,13 +9,17 @@
 // builds per transaction), then serves the real web.Server over loopback
 // and times sequential GETs with a viewer token: the newest page of one
 // service, a deep page (before= the middle of that service's builds), and
-// the build page of random builds (build, stages and every test case). It
+// the build page of random builds (build, stages and the first page of
+// test cases, failures first); then the same as a signed-in browser gets
+// them as HTML, and the review page of a candidate against the build in
+// prod (a pipeline whose deployer never deploys: the review only reads). It
 // writes only to a temp dir unless -db names a file to keep, and a file
 // that already holds builds is reused without loading.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -33,6 +37,7 @@ import (
 	"github.com/kplane/kplane/auth"
 	"github.com/kplane/kplane/hawaii"
 	"github.com/kplane/kplane/internal/sqldb"
+	"github.com/kplane/kplane/signalman"
 	"github.com/kplane/kplane/web"
 )
 
@@ -98,7 +103,15 @@ func run(ctx context.Context, nBuilds, nCases, nServices, nRequests int, dbPath 
 	if err != nil {
 		return err
 	}
-	srv, err := web.New(web.Config{Auth: a, Builds: web.BuildAPI{Store: store}})
+	sess, err := a.Login(ctx, user, "bench-password")
+	if err != nil {
+		return err
+	}
+	pipe, err := hawaii.NewPipeline(hawaii.PipelineConfig{Store: store, Deployer: idleDeployer{}})
+	if err != nil {
+		return err
+	}
+	srv, err := web.New(web.Config{Auth: a, Builds: web.BuildAPI{Store: store}, Pipeline: pipe})
 	if err != nil {
 		return err
 	}
@@ -115,23 +128,51 @@ func run(ctx context.Context, nBuilds, nCases, nServices, nRequests int, dbPath 
 	if err := db.QueryRowContext(ctx, `SELECT id FROM builds WHERE service = 'service-0' ORDER BY id DESC LIMIT 1 OFFSET ?`, svcCount/2).Scan(&middle); err != nil {
 		return err
 	}
+	// The review compares the newest build of service-0 with the one in
+	// prod: the middle one, its prod stage passed.
+	var newest int64
+	if err := db.QueryRowContext(ctx, `SELECT MAX(id) FROM builds WHERE service = 'service-0'`).Scan(&newest); err != nil {
+		return err
+	}
+	if _, err := store.SetStage(ctx, hawaii.StageRecord{BuildID: middle, Stage: hawaii.StageProd, Status: hawaii.StatusPassed,
+		Started: time.Now(), Finished: time.Now()}); err != nil {
+		return err
+	}
+	reviewed := newest
+	for id := newest; id > newest-int64(nServices)*50; id -= int64(nServices) {
+		// The newest service-0 build whose alpha passed, if one is near.
+		v, err := store.Build(ctx, id)
+		if err == nil && v.Service == "service-0" && v.Stage(hawaii.StageAlpha).Status == hawaii.StatusPassed {
+			reviewed = id
+			break
+		}
+	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	routes := []struct {
 		name string
+		html bool
 		path func() string
 	}{
-		{"list, newest page (50)", func() string { return "/api/v1/builds?service=service-0&limit=50" }},
-		{"list, deep page (50)", func() string {
+		{"list, newest page (50)", false, func() string { return "/api/v1/builds?service=service-0&limit=50" }},
+		{"list, deep page (50)", false, func() string {
 			return "/api/v1/builds?service=service-0&limit=50&before=" + strconv.FormatInt(middle, 10)
 		}},
-		{"list, all services (50)", func() string { return "/api/v1/builds?limit=50" }},
-		{"build page", func() string { return "/api/v1/builds/" + strconv.Itoa(1+rng.IntN(nBuildsStored)) }},
+		{"list, all services (50)", false, func() string { return "/api/v1/builds?limit=50" }},
+		{"build page", false, func() string { return "/api/v1/builds/" + strconv.Itoa(1+rng.IntN(nBuildsStored)) }},
+		{"HTML list, newest page", true, func() string { return "/builds?service=service-0" }},
+		{"HTML list, deep page", true, func() string { return "/builds?service=service-0&before=" + strconv.FormatInt(middle, 10) }},
+		{"HTML build page", true, func() string { return "/builds/" + strconv.Itoa(1+rng.IntN(nBuildsStored)) }},
+		{"HTML review page", true, func() string { return "/builds/" + strconv.FormatInt(reviewed, 10) + "/review" }},
 	}
 	fmt.Printf("%-26s %9s %9s %9s %9s\n", "route", "p50", "p99", "max", "bytes")
 	for _, r := range routes {
 		// Warm up: the first requests page the index in from disk.
 		for range 10 {
-			if _, err := get(ctx, client, ts.URL+r.path(), token); err != nil {
+			cred := token
+			if r.html {
+				cred = sess.ID
+			}
+			if _, err := get(ctx, client, ts.URL+r.path(), cred, r.html); err != nil {
 				return err
 			}
 		}
@@ -139,7 +180,11 @@ func run(ctx context.Context, nBuilds, nCases, nServices, nRequests int, dbPath 
 		var size int
 		for range nRequests {
 			start := time.Now()
-			n, err := get(ctx, client, ts.URL+r.path(), token)
+			cred := token
+			if r.html {
+				cred = sess.ID
+			}
+			n, err := get(ctx, client, ts.URL+r.path(), cred, r.html)
 			if err != nil {
 				return err
 			}
@@ -152,12 +197,18 @@ func run(ctx context.Context, nBuilds, nCases, nServices, nRequests int, dbPath 
 	return nil
 }
 
-func get(ctx context.Context, c *http.Client, url, token string) (int, error) {
+// get fetches url with an API token, or as a browser with a session
+// cookie when html is set.
+func get(ctx context.Context, c *http.Client, url, cred string, html bool) (int, error) {
 	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
 	if err != nil {
 		return 0, err
 	}
-	req.Header.Set("Authorization", "Bearer "+token)
+	if html {
+		req.AddCookie(&http.Cookie{Name: "kplane_session", Value: cred})
+	} else {
+		req.Header.Set("Authorization", "Bearer "+cred)
+	}
 	resp, err := c.Do(req)
 	if err != nil {
 		return 0, err
@@ -234,3 +285,29 @@ func load(ctx context.Context, store *hawaii.SQLStore, nBuilds, nCases, nService
 	}
 	return nil
 }
+
+// idleDeployer is the pipeline's deployer in the benchmark: the review
+// page only reads, so nothing is ever deployed.
+type idleDeployer struct{}
+
+var errIdle = errors.New("bench: no deploys")
+
+func (idleDeployer) Deploy(context.Context, signalman.DeployRequest) (signalman.Deploy, error) {
+	return signalman.Deploy{}, errIdle
+}
+func (idleDeployer) Begin(signalman.DeployRequest) (signalman.Deploy, error) {
+	return signalman.Deploy{}, errIdle
+}
+func (idleDeployer) Get(context.Context, string) (signalman.Deploy, error) {
+	return signalman.Deploy{}, errIdle
+}
+func (idleDeployer) Subscribe(context.Context, string) (<-chan struct{}, func(), error) {
+	return nil, nil, errIdle
+}
+func (idleDeployer) List(context.Context, signalman.Target, int) ([]signalman.Deploy, error) {
+	return nil, nil
+}
+func (idleDeployer) CreateEnv(context.Context, string, []signalman.EnvService) ([]signalman.Deploy, error) {
+	return nil, errIdle
+}
+func (idleDeployer) DestroyEnv(context.Context, string) error { return errIdle }
