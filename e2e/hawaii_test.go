@@ -460,3 +460,32 @@ func (p *devProcess) page(t *testing.T, token, path string) string {
 	}
 	return string(b)
 }
+
+// TestDevDemoBuildsReview is a newcomer's first minute with HAWAII in
+// kplane dev: the demo's builds are there, and the newest one's review
+// lists why it cannot be promoted, before anything has run.
+func TestDevDemoBuildsReview(t *testing.T) {
+	p := startDev(t, t.TempDir())
+	code, body := p.get(t, "/api/v1/builds?service=inventory", true)
+	var list struct {
+		Builds []buildJSON `json:"builds"`
+	}
+	if err := json.Unmarshal(body, &list); err != nil || code != http.StatusOK {
+		t.Fatalf("GET builds: %d %s", code, body)
+	}
+	if len(list.Builds) != 4 || list.Builds[0].Version != "1.4.0" || list.Builds[0].stage("alpha").Status != "failed" {
+		t.Fatalf("demo builds: %s; want 4, the newest 1.4.0 with a failed alpha", body)
+	}
+	page := p.page(t, p.token, fmt.Sprintf("/builds/%d/review", list.Builds[0].ID))
+	for _, want := range []string{"Promotion is blocked", "alpha is failed", "QA is pending", "list events", "404"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("review page of the demo's 1.4.0 lacks %q", want)
+		}
+	}
+	builds := p.page(t, p.token, "/builds")
+	for _, want := range []string{"1.1.0", "1.2.0", "1.3.0", "1.4.0", `data-env="prod"`} {
+		if !strings.Contains(builds, want) {
+			t.Errorf("builds page lacks %q", want)
+		}
+	}
+}
