@@ -6,7 +6,9 @@
 // keeps doing it through etcd outages and restarts: when the keepalive
 // stream ends it grants a new lease and writes the key again, with
 // jittered backoff, until its context ends; then it revokes the lease so
-// the instance disappears at once. A crashed instance disappears when its
+// the instance disappears at once. After an outage of any length it is
+// registered again within RegisterAgainWithin (2 s) of etcd being
+// reachable, each registrar at a random point of that window. A crashed instance disappears when its
 // lease expires, within the TTL (DefaultTTL, 10 s).
 //
 // Consumers run a Watcher: it lists the prefix, watches it from the
