@@ -8,13 +8,17 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/kplane/kplane/internal/sqldb"
 )
 
-// SQLStore is a Store on kplane's SQL database (tables builds,
-// build_stages, test_cases, audit_events and webhook_deliveries, created by
+// SQLStore is a Store on kplane's SQL database, SQLite or MySQL/MariaDB
+// (tables builds, build_stages, test_cases, audit_events,
+// webhook_deliveries, env_locks, env_pins and promotions, created by
 // internal/sqldb's migrations).
 type SQLStore struct {
 	db  *sql.DB
+	d   sqldb.Dialect
 	now func() time.Time
 }
 
@@ -27,7 +31,7 @@ func NewSQLStore(db *sql.DB, now func() time.Time) *SQLStore {
 	if now == nil {
 		now = time.Now
 	}
-	return &SQLStore{db: db, now: now}
+	return &SQLStore{db: db, d: sqldb.DialectOf(db), now: now}
 }
 
 // inTx runs f in one transaction, rolling back on error.
@@ -126,6 +130,13 @@ func (s *SQLStore) Report(ctx context.Context, b Build) (Build, bool, error) {
 		return nil
 	})
 	if err != nil {
+		// Another replica may have stored the same GUID between the
+		// lookup and the insert: its build stands.
+		if ctx.Err() == nil {
+			if v, gerr := s.BuildByGUID(ctx, b.GUID); gerr == nil {
+				return v.Build, false, nil
+			}
+		}
 		return Build{}, false, fmt.Errorf("report build %s of %s: %w", b.GUID, b.Service, err)
 	}
 	return stored, created, nil
@@ -274,10 +285,11 @@ func (s *SQLStore) SetStage(ctx context.Context, r StageRecord) (StageRecord, er
 		if err := buildExists(ctx, tx, r.BuildID); err != nil {
 			return err
 		}
+		d := s.d
 		if _, err := tx.ExecContext(ctx, `INSERT INTO build_stages (build_id, stage, status, steps, started, finished, updated)
 VALUES (?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT(build_id, stage) DO UPDATE SET status = excluded.status, steps = excluded.steps,
-	started = excluded.started, finished = excluded.finished, updated = excluded.updated`,
+`+d.Upsert("build_id", "stage")+` status = `+d.Inserted("status")+`, steps = `+d.Inserted("steps")+`,
+	started = `+d.Inserted("started")+`, finished = `+d.Inserted("finished")+`, updated = `+d.Inserted("updated"),
 			r.BuildID, string(r.Stage), string(r.Status), string(steps), nanos(r.Started), nanos(r.Finished), s.now().UnixNano()); err != nil {
 			return err
 		}
@@ -326,9 +338,13 @@ func closeStmts(stmts map[int]*sql.Stmt) {
 	}
 }
 
-const addCountsSQL = `INSERT INTO build_stages (build_id, stage, status, passed, failed, skipped, errored) VALUES (?, ?, 'pending', ?, ?, ?, ?)
-ON CONFLICT(build_id, stage) DO UPDATE SET passed = passed + excluded.passed, failed = failed + excluded.failed,
-	skipped = skipped + excluded.skipped, errored = errored + excluded.errored`
+// addCountsSQL adds test counts to a stage record, creating it pending.
+func (s *SQLStore) addCountsSQL() string {
+	d := s.d
+	return `INSERT INTO build_stages (build_id, stage, status, steps, passed, failed, skipped, errored) VALUES (?, ?, 'pending', '[]', ?, ?, ?, ?)
+` + d.Upsert("build_id", "stage") + ` passed = passed + ` + d.Inserted("passed") + `, failed = failed + ` + d.Inserted("failed") + `,
+	skipped = skipped + ` + d.Inserted("skipped") + `, errored = errored + ` + d.Inserted("errored")
+}
 
 // AddResults implements Store.
 func (s *SQLStore) AddResults(ctx context.Context, buildID int64, st Stage, cases []TestCase) (TestCounts, error) {
@@ -346,7 +362,7 @@ func (s *SQLStore) AddResults(ctx context.Context, buildID int64, st Stage, case
 		if err := insertCases(ctx, tx, cases, stmts); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, addCountsSQL, buildID, string(st), add.Passed, add.Failed, add.Skipped, add.Errored); err != nil {
+		if _, err := tx.ExecContext(ctx, s.addCountsSQL(), buildID, string(st), add.Passed, add.Failed, add.Skipped, add.Errored); err != nil {
 			return err
 		}
 		return tx.QueryRowContext(ctx, `SELECT passed, failed, skipped, errored FROM build_stages WHERE build_id = ? AND stage = ?`, buildID, string(st)).
@@ -488,7 +504,7 @@ func (s *SQLStore) ClaimDelivery(ctx context.Context, id string, at time.Time) (
 		if _, err := tx.ExecContext(ctx, `DELETE FROM webhook_deliveries WHERE at < ?`, at.Add(-deliveryMemory).UnixNano()); err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO webhook_deliveries (id, at) VALUES (?, ?) ON CONFLICT(id) DO NOTHING`, id, at.UnixNano())
+		res, err := tx.ExecContext(ctx, s.d.InsertIgnore()+` webhook_deliveries (id, at) VALUES (?, ?)`, id, at.UnixNano())
 		if err != nil {
 			return err
 		}
@@ -576,7 +592,7 @@ func (s *SQLStore) Import(ctx context.Context, builds []Imported) ([]int64, erro
 				}
 			}
 			for st, n := range counts {
-				if _, err := tx.ExecContext(ctx, addCountsSQL, id, string(st), n.Passed, n.Failed, n.Skipped, n.Errored); err != nil {
+				if _, err := tx.ExecContext(ctx, s.addCountsSQL(), id, string(st), n.Passed, n.Failed, n.Skipped, n.Errored); err != nil {
 					return err
 				}
 			}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kplane/kplane/internal/mariadbtest"
 	"github.com/kplane/kplane/internal/sqldb"
 )
 
@@ -19,6 +20,19 @@ func fixedNow() time.Time { return t0 }
 func TestMemoryStore(t *testing.T) { testStore(t, NewMemoryStore(fixedNow)) }
 
 func TestSQLStore(t *testing.T) { testStore(t, newSQLStore(t)) }
+
+func TestSQLStoreMariaDB(t *testing.T) {
+	srv := mariadbtest.Start(t)
+	db, err := sqldb.OpenMySQL(t.Context(), srv.NewDatabase(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if err := sqldb.Migrate(t.Context(), db); err != nil {
+		t.Fatal(err)
+	}
+	testStore(t, NewSQLStore(db, fixedNow))
+}
 
 func newSQLStore(t testing.TB) *SQLStore {
 	db, err := sqldb.Open(t.Context(), filepath.Join(t.TempDir(), "kplane.db"), nil)

@@ -9,13 +9,17 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/kplane/kplane/internal/sqldb"
 )
 
-// SQLStore is a Store on kplane's SQL database (tables scaling_policies
+// SQLStore is a Store on kplane's SQL database, SQLite or MySQL/MariaDB
+// (tables scaling_policies
 // and scaling_decisions, created by internal/sqldb's migrations). Each
 // decision is kept whole as JSON beside the columns it is listed by.
 type SQLStore struct {
 	db  *sql.DB
+	d   sqldb.Dialect
 	now func() time.Time
 
 	// The Loop lists every policy every tick: the decoded list is kept and
@@ -35,7 +39,7 @@ func NewSQLStore(db *sql.DB, now func() time.Time) *SQLStore {
 	if now == nil {
 		now = time.Now
 	}
-	return &SQLStore{db: db, now: now}
+	return &SQLStore{db: db, d: sqldb.DialectOf(db), now: now}
 }
 
 // Record implements DecisionStore: one transaction per batch.
@@ -142,14 +146,45 @@ func (s *SQLStore) PutPolicy(ctx context.Context, p Policy) error {
 	if err != nil {
 		return fmt.Errorf("put policy %s: %w", p.Service, err)
 	}
-	_, err = s.db.ExecContext(ctx, `INSERT INTO scaling_policies (service, policy, updated_at)
-VALUES (?, ?, MAX(?, COALESCE((SELECT MAX(updated_at) FROM scaling_policies), 0) + 1))
-ON CONFLICT(service) DO UPDATE SET policy = excluded.policy, updated_at = excluded.updated_at`,
-		p.Service, string(b), s.now().UnixNano())
+	// updated_at must pass the table's newest even if clocks disagree
+	// (another replica's, or a step back): read it and write in one
+	// transaction. MySQL does not let an INSERT read its own table in a
+	// subquery, so the newest is read first, locked on MySQL so that two
+	// replicas cannot pick the same value.
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		q := `SELECT COALESCE(MAX(updated_at), 0) FROM scaling_policies`
+		if s.d.Engine() == sqldb.MySQL {
+			q += ` FOR UPDATE`
+		}
+		var newest int64
+		if err := tx.QueryRowContext(ctx, q).Scan(&newest); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO scaling_policies (service, policy, updated_at) VALUES (?, ?, ?)
+`+s.d.Upsert("service")+` policy = `+s.d.Inserted("policy")+`, updated_at = `+s.d.Inserted("updated_at"),
+			p.Service, string(b), max(s.now().UnixNano(), newest+1))
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("put policy %s: %w", p.Service, err)
 	}
 	return nil
+}
+
+func (s *SQLStore) inTx(ctx context.Context, f func(tx *sql.Tx) error) (err error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, tx.Rollback())
+		}
+	}()
+	if err := f(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 // Policies implements PolicyStore.

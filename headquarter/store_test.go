@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kplane/kplane/internal/mariadbtest"
 	"github.com/kplane/kplane/internal/sqldb"
 )
 
@@ -14,6 +15,19 @@ func TestMemoryStore(t *testing.T) { testStore(t, NewMemoryStore()) }
 
 func TestSQLStore(t *testing.T) {
 	db, err := sqldb.Open(t.Context(), filepath.Join(t.TempDir(), "kplane.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if err := sqldb.Migrate(t.Context(), db); err != nil {
+		t.Fatal(err)
+	}
+	testStore(t, NewSQLStore(db, nil))
+}
+
+func TestSQLStoreMariaDB(t *testing.T) {
+	srv := mariadbtest.Start(t)
+	db, err := sqldb.OpenMySQL(t.Context(), srv.NewDatabase(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kplane/kplane/internal/mariadbtest"
 	"github.com/kplane/kplane/internal/sqldb"
 	"github.com/kplane/kplane/signalman"
 )
@@ -22,6 +23,21 @@ func TestMemoryDeployStore(t *testing.T) {
 
 func TestSQLiteDeployStore(t *testing.T) {
 	testDeployStore(t, func(t testing.TB) signalman.DeployStore { return signalman.NewSQLDeployStore(openSQLite(t)) })
+}
+
+func TestMariaDBDeployStore(t *testing.T) {
+	srv := mariadbtest.Start(t)
+	testDeployStore(t, func(t testing.TB) signalman.DeployStore {
+		db, err := sqldb.OpenMySQL(t.Context(), srv.NewDatabase(t), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		if err := sqldb.Migrate(t.Context(), db); err != nil {
+			t.Fatal(err)
+		}
+		return signalman.NewSQLDeployStore(db)
+	})
 }
 
 func openSQLite(t testing.TB) *sql.DB {
