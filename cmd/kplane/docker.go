@@ -12,12 +12,17 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/kplane/kplane/examples/ticketing"
+	"github.com/kplane/kplane/registry"
 	"github.com/kplane/kplane/signalman"
 	"github.com/kplane/kplane/signalman/docker"
 )
@@ -49,6 +54,24 @@ func newDemo(ctx context.Context, cfg Config, endpoints []string, c docker.Confi
 // the process driver stops its children.
 type dockerDemo struct {
 	*docker.Driver
+	confirm *closingConfirmer
+}
+
+// closingConfirmer passes the driver's waits to the registry watcher
+// until the demo closes. By then kplane's shutdown has stopped the
+// watcher; the instances deregister themselves on SIGTERM, and waiting
+// for a stopped watcher to see it would only hold Ctrl-C up for the
+// drain timeout.
+type closingConfirmer struct {
+	docker.Confirmer
+	closed atomic.Bool
+}
+
+func (c *closingConfirmer) WaitInstances(ctx context.Context, name string, ok func([]registry.Instance) bool) error {
+	if c.closed.Load() {
+		return nil
+	}
+	return c.Confirmer.WaitInstances(ctx, name, ok)
 }
 
 func (d dockerDemo) Run(ctx context.Context) error {
@@ -59,6 +82,7 @@ func (d dockerDemo) Run(ctx context.Context) error {
 func (d dockerDemo) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*demoStopTimeout+30*time.Second)
 	defer cancel()
+	d.confirm.closed.Store(true)
 	err := d.DestroyEnv(ctx, demoEnv)
 	return errors.Join(err, d.Driver.Close())
 }
@@ -70,25 +94,18 @@ const demoEnv = "dev"
 const demoStopTimeout = ticketing.ShutdownTimeout + ticketing.DeregisterDelay + 2*time.Second
 
 // newDockerDemoDriver runs the ticketing demo as containers of a FROM
-// scratch image of this very binary, built on first use (the binary must
-// be static: CGO_ENABLED=0). Containers use the host network, so they
-// reach the embedded etcd and this kplane on loopback; the data dir's
-// ticketing directory is bind-mounted at the same path, so inventory
-// instances share one SQLite database, and they run as the current user,
-// so the files stay the user's.
+// scratch image, built on first use, of a static binary (see demoBinary).
+// Containers use the host network, so they reach the embedded etcd and
+// this kplane on loopback; the data dir's ticketing directory is
+// bind-mounted at the same path, so inventory instances share one SQLite
+// database, and they run as the current user, so the files stay the
+// user's. Their logs are the engine's: docker logs <container>.
 func newDockerDemoDriver(ctx context.Context, cfg Config, endpoints []string, c docker.Confirmer, progress io.Writer, log *slog.Logger) (demoDriver, error) {
-	exe, err := os.Executable()
+	bin, err := demoBinary(ctx, progress)
 	if err != nil {
-		return nil, fmt.Errorf("demo: locate kplane binary: %w", err)
-	}
-	bin, err := os.ReadFile(exe)
-	if err != nil {
-		return nil, fmt.Errorf("demo: read kplane binary: %w", err)
-	}
-	if err := checkStatic(bin); err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256(bin)
+	sum := sha256.Sum256(bin.exe)
 	tag := "kplane-demo:" + hex.EncodeToString(sum[:6])
 
 	cli, err := docker.NewClient()
@@ -107,10 +124,10 @@ func newDockerDemoDriver(ctx context.Context, cfg Config, endpoints []string, c 
 		return fail(err)
 	}
 	if !ok {
-		fmt.Fprintf(progress, "Building the demo image %s (FROM scratch, this kplane binary)...\n", tag)
+		fmt.Fprintf(progress, "Building the demo image %s (FROM scratch, %s)...\n", tag, bin.what)
 		start := time.Now()
 		err := docker.BuildImage(ctx, cli, docker.ImageConfig{
-			Tag: tag, Binary: bin, Name: "kplane",
+			Tag: tag, Binary: bin.exe, Name: bin.name,
 			Labels:   map[string]string{docker.LabelManaged: "true"},
 			Progress: prefixWriter{w: progress, prefix: "  "},
 		})
@@ -136,30 +153,39 @@ func newDockerDemoDriver(ctx context.Context, cfg Config, endpoints []string, c 
 		common = append(common, "--ktrace", "http://"+net.JoinHostPort(host, port))
 	}
 	user := strconv.Itoa(os.Getuid()) + ":" + strconv.Itoa(os.Getgid())
+	confirm := &closingConfirmer{Confirmer: c}
 	image := func(service string) string {
 		if ref := cfg.Demo.Images[service]; ref != "" {
 			return ref
 		}
 		return tag
 	}
+	// The arguments before the service's own: an image of demo.images
+	// takes kplane's (ticketing inventory ...), the built one its binary's.
+	args := func(service string) []string {
+		if cfg.Demo.Images[service] != "" {
+			return []string{"ticketing", service}
+		}
+		return append(slices.Clone(bin.args), service)
+	}
 	d, err := docker.New(ctx, docker.Config{
 		Client: cli,
 		Services: map[string]docker.Spec{
 			"inventory": {
 				Image:   image("inventory"),
-				Cmd:     append(append([]string{"ticketing", "inventory"}, common...), "--db", filepath.Join(demoDir, "inventory.db")),
+				Cmd:     append(append(args("inventory"), common...), "--db", filepath.Join(demoDir, "inventory.db")),
 				Binds:   []string{demoDir + ":" + demoDir},
 				User:    user,
 				Version: demoVersion,
 			},
 			"checkpoint": {
 				Image:   image("checkpoint"),
-				Cmd:     append([]string{"ticketing", "checkpoint"}, common...),
+				Cmd:     append(args("checkpoint"), common...),
 				User:    user,
 				Version: demoVersion,
 			},
 		},
-		Confirmer:   c,
+		Confirmer:   confirm,
 		StopTimeout: demoStopTimeout,
 		Logger:      log,
 	})
@@ -172,7 +198,78 @@ func newDockerDemoDriver(ctx context.Context, cfg Config, endpoints []string, c 
 		d.Close()
 		return fail(fmt.Errorf("demo: remove containers of a previous run: %w", err))
 	}
-	return dockerDemo{Driver: d}, nil
+	return dockerDemo{Driver: d, confirm: confirm}, nil
+}
+
+// staticDemo is a static Linux binary that runs a demo service.
+type staticDemo struct {
+	exe  []byte
+	name string   // file name in the image
+	args []string // before "inventory|checkpoint <flags>"
+	what string   // for the progress line
+}
+
+// demoBinary returns the binary the demo image holds: this kplane binary
+// if it is static (CGO_ENABLED=0, as release builds are), else the demo's
+// own command (examples/ticketing/cmd/ticketing), built now with
+// CGO_ENABLED=0 by the go tool from the kplane source tree this command
+// runs in (as `go run ./cmd/kplane dev --driver docker` does). A FROM
+// scratch image has no loader and no libc, so a dynamic binary cannot run
+// there.
+func demoBinary(ctx context.Context, progress io.Writer) (staticDemo, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return staticDemo{}, fmt.Errorf("demo: locate kplane binary: %w", err)
+	}
+	self, err := os.ReadFile(exe)
+	if err != nil {
+		return staticDemo{}, fmt.Errorf("demo: read kplane binary: %w", err)
+	}
+	staticErr := checkStatic(self)
+	if staticErr == nil {
+		return staticDemo{exe: self, name: "kplane", args: []string{"ticketing"}, what: "this kplane binary"}, nil
+	}
+	// The source tree: the main module of the working directory, if it is
+	// kplane's.
+	out, err := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Path}}\t{{.Dir}}").Output()
+	path, dir, _ := strings.Cut(strings.TrimSpace(string(out)), "\t")
+	if err != nil || path != kplaneModule || dir == "" {
+		return staticDemo{}, fmt.Errorf("%w; to build a static demo binary instead, run kplane in its source tree with the go tool on PATH", staticErr)
+	}
+	tmp, err := os.MkdirTemp("", "kplane-demo-build-")
+	if err != nil {
+		return staticDemo{}, fmt.Errorf("demo: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	fmt.Fprintf(progress, "This kplane binary is dynamically linked: building the demo's own command with CGO_ENABLED=0...\n")
+	start := time.Now()
+	out2 := filepath.Join(tmp, "ticketing")
+	build := exec.CommandContext(ctx, "go", "build", "-o", out2, kplaneModule+"/examples/ticketing/cmd/ticketing")
+	build.Dir = dir
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
+	if msg, err := build.CombinedOutput(); err != nil {
+		return staticDemo{}, fmt.Errorf("demo: go build (CGO_ENABLED=0) of the demo: %v\n%s", err, msg)
+	}
+	b, err := os.ReadFile(out2)
+	if err != nil {
+		return staticDemo{}, fmt.Errorf("demo: %w", err)
+	}
+	if err := checkStatic(b); err != nil {
+		return staticDemo{}, err
+	}
+	fmt.Fprintf(progress, "Built the demo binary in %s.\n", time.Since(start).Round(time.Millisecond))
+	return staticDemo{exe: b, name: "ticketing", what: "the demo's command, static"}, nil
+}
+
+const kplaneModule = "github.com/kplane/kplane"
+
+// demoLogs says where the demo instances' logs are, for the banner.
+func demoLogs(cfg Config, d demoDriver) string {
+	if _, ok := d.(dockerDemo); ok {
+		// The engine keeps them; no file of kplane's holds them.
+		return "logs: docker logs -f kplane-inventory-" + demoEnv + "-1; containers: docker ps --filter label=" + docker.LabelEnv + "=" + demoEnv
+	}
+	return "logs in " + filepath.Join(cfg.DataDir, "logs")
 }
 
 // checkStatic rejects a dynamically linked binary: a FROM scratch image

@@ -2,10 +2,14 @@ package main
 
 import (
 	"os"
+	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/spf13/cobra"
+
+	"github.com/kplane/kplane/signalman/process"
 )
 
 func TestDriverLayers(t *testing.T) {
@@ -57,5 +61,45 @@ func TestCheckStaticRejectsADynamicBinary(t *testing.T) {
 	}
 	if err := checkStatic([]byte("#!/bin/sh\n")); err == nil {
 		t.Fatal("checkStatic accepted a script")
+	}
+}
+
+// kplane dev --driver docker puts the demo in a FROM scratch image, which
+// only a static binary can run: this binary if it is static, else the
+// demo's command built now with CGO_ENABLED=0 (the test binary is dynamic
+// when cgo is on, so that path runs here).
+func TestDemoBinaryIsStatic(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the demo image holds a Linux binary")
+	}
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("no go tool")
+	}
+	var progress strings.Builder
+	bin, err := demoBinary(t.Context(), &progress)
+	if err != nil {
+		t.Fatalf("demoBinary: %v\n%s", err, progress.String())
+	}
+	if err := checkStatic(bin.exe); err != nil {
+		t.Fatal(err)
+	}
+	// Either this binary (kplane ticketing inventory ...) or the demo's
+	// own command (ticketing inventory ...).
+	switch {
+	case bin.name == "kplane" && len(bin.args) == 1 && bin.args[0] == "ticketing":
+	case bin.name == "ticketing" && len(bin.args) == 0:
+	default:
+		t.Fatalf("binary %q with arguments %q", bin.name, bin.args)
+	}
+	t.Logf("%s (%d bytes): %s", bin.name, len(bin.exe), strings.TrimSpace(progress.String()))
+}
+
+func TestDemoLogsSayWhereTheLogsAre(t *testing.T) {
+	cfg := Config{DataDir: "/var/lib/kplane"}
+	if got := demoLogs(cfg, dockerDemo{}); !strings.Contains(got, "docker logs") || strings.Contains(got, cfg.DataDir) {
+		t.Errorf("docker demo: %q, want a docker logs hint and no log dir", got)
+	}
+	if got := demoLogs(cfg, &process.Driver{}); got != "logs in /var/lib/kplane/logs" {
+		t.Errorf("process demo: %q", got)
 	}
 }

@@ -262,7 +262,7 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer, dev bool) 
 		log.Info("demo started", "took", time.Since(start).Round(time.Millisecond))
 	}
 	if ctx.Err() == nil {
-		printBanner(stdout, cfg, url, endpoints, adminToken, dev, driver != nil)
+		printBanner(stdout, cfg, url, endpoints, adminToken, dev, driver)
 		log.Info("kplane is serving", "url", url)
 	}
 
@@ -373,7 +373,7 @@ func checkEtcd(ctx context.Context, cli *clientv3.Client, endpoints []string) er
 	return nil
 }
 
-func printBanner(w io.Writer, cfg Config, url string, endpoints []string, token string, dev, demo bool) {
+func printBanner(w io.Writer, cfg Config, url string, endpoints []string, token string, dev bool, demo demoDriver) {
 	mode := "server"
 	if dev {
 		mode = "dev"
@@ -389,9 +389,9 @@ func printBanner(w io.Writer, cfg Config, url string, endpoints []string, token 
 	}
 	fmt.Fprintf(w, "  etcd:     %s%s\n", strings.Join(endpoints, ","), etcdNote)
 	fmt.Fprintf(w, "  Store:    %s (SQLite)\n", cfg.StorePath())
-	if demo {
-		fmt.Fprintf(w, "  Demo:     inventory x%d, checkpoint x%d (logs in %s)\n",
-			cfg.Demo.Inventory, cfg.Demo.Checkpoint, filepath.Join(cfg.DataDir, "logs"))
+	if demo != nil {
+		fmt.Fprintf(w, "  Demo:     inventory x%d, checkpoint x%d (%s)\n",
+			cfg.Demo.Inventory, cfg.Demo.Checkpoint, demoLogs(cfg, demo))
 	}
 	if token != "" {
 		fmt.Fprintf(w, "\n  Try:      export KPLANE_ADDR=%s KPLANE_TOKEN=%s\n", url, token)
