@@ -2,6 +2,7 @@ package auth_test
 
 import (
 	"bytes"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/kplane/kplane/auth"
+	"github.com/kplane/kplane/internal/mariadbtest"
 	"github.com/kplane/kplane/internal/sqldb"
 )
 
@@ -42,14 +44,51 @@ type fixture struct {
 	dump  func() string // every stored column as text, to look for secrets
 }
 
-func newFixture(t *testing.T) fixture {
+// fixtureTests run on every engine of the store: SQLite always, MariaDB
+// when it is installed (and always in CI).
+var fixtureTests = []struct {
+	name string
+	run  func(*testing.T, fixture)
+}{
+	{"CreateUserValidation", testCreateUserValidation},
+	{"PasswordLoginSessionLogout", testPasswordLoginSessionLogout},
+	{"SessionExpires", testSessionExpires},
+	{"Tokens", testTokens},
+	{"EnsureAdmin", testEnsureAdmin},
+	{"LoginToken", testLoginToken},
+}
+
+func TestSQLite(t *testing.T) {
+	for _, tc := range fixtureTests {
+		t.Run(tc.name, func(t *testing.T) {
+			db, err := sqldb.Open(t.Context(), filepath.Join(t.TempDir(), "auth.db"), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Close() })
+			tc.run(t, newFixture(t, db))
+		})
+	}
+}
+
+func TestMariaDB(t *testing.T) {
+	srv := mariadbtest.Start(t)
+	for _, tc := range fixtureTests {
+		t.Run(tc.name, func(t *testing.T) {
+			db, err := sqldb.OpenMySQL(t.Context(), srv.NewDatabase(t), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Close() })
+			tc.run(t, newFixture(t, db))
+		})
+	}
+}
+
+// newFixture migrates db and runs a Service on it.
+func newFixture(t *testing.T, db *sql.DB) fixture {
 	t.Helper()
 	ctx := t.Context()
-	db, err := sqldb.Open(ctx, filepath.Join(t.TempDir(), "auth.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
 	if err := sqldb.Migrate(ctx, db); err != nil {
 		t.Fatal(err)
 	}
@@ -66,11 +105,19 @@ func newFixture(t *testing.T) fixture {
 	}
 	dump := func() string {
 		var b strings.Builder
-		for _, q := range []string{
+		queries := []string{
 			`SELECT name || password_hash || role FROM users`,
 			`SELECT hex(token_hash) || token_hash || user_name || description FROM api_tokens`,
 			`SELECT hex(id_hash) || id_hash || user_name || csrf_token FROM sessions`,
-		} {
+		}
+		if sqldb.Engine(db) == sqldb.MySQL {
+			queries = []string{
+				`SELECT CONCAT(name, password_hash, role) FROM users`,
+				`SELECT CONCAT(hex(token_hash), token_hash, user_name, description) FROM api_tokens`,
+				`SELECT CONCAT(hex(id_hash), id_hash, user_name, csrf_token) FROM sessions`,
+			}
+		}
+		for _, q := range queries {
 			rows, err := db.QueryContext(ctx, q)
 			if err != nil {
 				t.Fatal(err)
@@ -132,8 +179,7 @@ func TestRoleJSON(t *testing.T) {
 	}
 }
 
-func TestCreateUserValidation(t *testing.T) {
-	f := newFixture(t)
+func testCreateUserValidation(t *testing.T, f fixture) {
 	ctx := t.Context()
 	if err := f.svc.CreateUser(ctx, "alice", "correct horse", auth.Developer); err != nil {
 		t.Fatal(err)
@@ -171,8 +217,7 @@ func TestCreateUserValidation(t *testing.T) {
 	}
 }
 
-func TestPasswordLoginSessionLogout(t *testing.T) {
-	f := newFixture(t)
+func testPasswordLoginSessionLogout(t *testing.T, f fixture) {
 	ctx := t.Context()
 	const pw = "s3cret-passw0rd"
 	if err := f.svc.CreateUser(ctx, "alice", pw, auth.Releaser); err != nil {
@@ -218,8 +263,7 @@ func TestPasswordLoginSessionLogout(t *testing.T) {
 	}
 }
 
-func TestSessionExpires(t *testing.T) {
-	f := newFixture(t)
+func testSessionExpires(t *testing.T, f fixture) {
 	ctx := t.Context()
 	if err := f.svc.CreateUser(ctx, "alice", "long enough", auth.Viewer); err != nil {
 		t.Fatal(err)
@@ -238,8 +282,7 @@ func TestSessionExpires(t *testing.T) {
 	}
 }
 
-func TestTokens(t *testing.T) {
-	f := newFixture(t)
+func testTokens(t *testing.T, f fixture) {
 	ctx := t.Context()
 	if err := f.svc.CreateUser(ctx, "ci", "long enough", auth.Developer); err != nil {
 		t.Fatal(err)
@@ -305,8 +348,7 @@ func TestTokens(t *testing.T) {
 	}
 }
 
-func TestEnsureAdmin(t *testing.T) {
-	f := newFixture(t)
+func testEnsureAdmin(t *testing.T, f fixture) {
 	ctx := t.Context()
 
 	const fixed = "dev-root-token"
@@ -349,8 +391,7 @@ func TestEnsureAdmin(t *testing.T) {
 	}
 }
 
-func TestLoginToken(t *testing.T) {
-	f := newFixture(t)
+func testLoginToken(t *testing.T, f fixture) {
 	ctx := t.Context()
 	if err := f.svc.CreateUser(ctx, "ops", "long enough", auth.Releaser); err != nil {
 		t.Fatal(err)
