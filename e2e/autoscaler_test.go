@@ -249,12 +249,13 @@ func runSpike(t *testing.T, p *devProcess, prom *promtest.Server, window time.Du
 // While no Prometheus runs, the forwarder closes every connection at once.
 func TestAutoscalerPrometheusOutage(t *testing.T) {
 	const (
-		// window is longer than the QPS rate's ramp: Prometheus's rate over
-		// 1m reads 1/instance about 12 s after the load starts.
+		// window is well beyond the QPS rate's ramp: Prometheus's rate over
+		// 1m reads above low (0.5/instance) about 6 s after the load
+		// starts, and reaches the load after a minute.
 		window    = 20 * time.Second
 		outageFor = 2 * time.Minute
 		// loadRate is 10 req/s per instance at 4 instances: well inside
-		// [low 1, high 30], also while Prometheus scrapes only some.
+		// [low 0.5, high 30], also while Prometheus scrapes only some.
 		loadRate = 40
 	)
 	prom := promtest.Start(t, promtest.Config{ScrapeInterval: time.Second})
@@ -264,7 +265,7 @@ func TestAutoscalerPrometheusOutage(t *testing.T) {
 	t.Setenv("KPLANE_AUTOSCALER_INTERVAL", tick)
 	p := startDev(t, t.TempDir())
 	p.putPolicy(t, "inventory", fmt.Sprintf(`{"min": 2, "max": 8,
-		"qps": {"high": 30, "low": 1, "target": 10},
+		"qps": {"high": 30, "low": 0.5, "target": 10},
 		"cpu": {"disabled": true}, "memory": {"disabled": true},
 		"votes": 1, "cooldownUp": "3s", "cooldownDown": "3s",
 		"stabilizationWindow": %q, "maxMetricAge": "10s"}`, window))
