@@ -31,9 +31,9 @@ type Migration struct {
 // If the database records a version this binary does not know, Migrate
 // returns ErrSchemaTooNew without changing anything.
 //
-// Several replicas may start at once on one MySQL database: a replica
-// that loses the race to record a version fails and is restarted, and
-// finds the schema up to date.
+// Several replicas may start at once on one MySQL database: they take
+// turns under a named lock (GET_LOCK), so one migrates and the others find
+// the schema up to date.
 func Migrate(ctx context.Context, db *sql.DB) error {
 	d, err := dialectOf(Engine(db))
 	if err != nil {
@@ -52,10 +52,19 @@ func Migrations(engine string) ([]Migration, error) {
 	return loadMigrations(d.files)
 }
 
-func migrate(ctx context.Context, db *sql.DB, d dialect, now func() time.Time) error {
+func migrate(ctx context.Context, db *sql.DB, d dialect, now func() time.Time) (err error) {
 	migs, err := loadMigrations(d.files)
 	if err != nil {
 		return err
+	}
+	if d.name == MySQL {
+		// Replicas starting together on one database take turns: the
+		// first migrates, the others then find nothing to do.
+		unlock, lerr := lockMySQL(ctx, db)
+		if lerr != nil {
+			return fmt.Errorf("migrate %s: %w", d.name, lerr)
+		}
+		defer func() { err = errors.Join(err, unlock()) }()
 	}
 	if _, err := db.ExecContext(ctx, d.createTable); err != nil {
 		return fmt.Errorf("migrate %s: create schema_migrations: %w", d.name, err)
@@ -182,4 +191,30 @@ func MigrateFS(ctx context.Context, db *sql.DB, engine string, files fs.FS) erro
 	}
 	d.files = files
 	return migrate(ctx, db, d, time.Now)
+}
+
+// migrateLockWait bounds the wait for another replica's migration.
+const migrateLockWait = 120
+
+// lockMySQL takes the database's migration lock (a named lock, held by
+// one connection of the pool until unlock).
+func lockMySQL(ctx context.Context, db *sql.DB) (func() error, error) {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var got sql.NullInt64
+	if err := conn.QueryRowContext(ctx, `SELECT GET_LOCK(CONCAT('kplane_migrate.', DATABASE()), ?)`, migrateLockWait).Scan(&got); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("take the migration lock: %w", err)
+	}
+	if got.Int64 != 1 {
+		conn.Close()
+		return nil, fmt.Errorf("another kplane held the migration lock for %d s", migrateLockWait)
+	}
+	return func() error {
+		// A fresh context: release even when the caller's has ended.
+		_, err := conn.ExecContext(context.WithoutCancel(ctx), `DO RELEASE_LOCK(CONCAT('kplane_migrate.', DATABASE()))`)
+		return errors.Join(err, conn.Close())
+	}, nil
 }

@@ -90,6 +90,30 @@ func TestMigrateMySQL(t *testing.T) {
 	}
 }
 
+// Replicas starting together on one database migrate it once, all of
+// them successfully.
+func TestMigrateMySQLConcurrently(t *testing.T) {
+	srv := mariadbtest.Start(t)
+	dsn := srv.NewDatabase(t)
+	errs := make(chan error, 4)
+	for range cap(errs) {
+		go func() {
+			db, err := OpenMySQL(t.Context(), dsn, nil)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer db.Close()
+			errs <- Migrate(t.Context(), db)
+		}()
+	}
+	for range cap(errs) {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
 func TestEngineSQLite(t *testing.T) {
 	if e := Engine(openTemp(t)); e != SQLite {
 		t.Fatalf("Engine = %q, want sqlite", e)
