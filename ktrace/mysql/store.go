@@ -93,6 +93,19 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	// Large batches are one INSERT; server-side prepared statements would
 	// cost a round trip each.
 	dsn.InterpolateParams = true
+	// A hung server (not a dead one) must turn into an error the ingester
+	// reports as unavailable, not into writes that wait forever while the
+	// queue fills: bound dialing and each read and write unless the DSN
+	// says otherwise.
+	if dsn.Timeout == 0 {
+		dsn.Timeout = 5 * time.Second
+	}
+	if dsn.ReadTimeout == 0 {
+		dsn.ReadTimeout = 30 * time.Second
+	}
+	if dsn.WriteTimeout == 0 {
+		dsn.WriteTimeout = 30 * time.Second
+	}
 	db, err := sql.Open("mysql", dsn.FormatDSN())
 	if err != nil {
 		return nil, fmt.Errorf("open span store: %w", err)
