@@ -1,0 +1,83 @@
+package hawaii
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+)
+
+// The builds in prod.
+//
+// Which build runs in prod is the one whose prod stage passed last. A
+// store that can answer that from its stage records, without listing the
+// service's builds, implements prodLister; the pipeline asks it first, so
+// the builds page and the review stay fast however many builds a service
+// has, and find a prod build however far back it was reported.
+
+// prodLister lists a service's builds whose prod stage passed, latest
+// finish first, at most n.
+type prodLister interface {
+	ProdBuilds(ctx context.Context, service string, n int) ([]BuildView, error)
+}
+
+var (
+	_ prodLister = (*SQLStore)(nil)
+	_ prodLister = (*MemoryStore)(nil)
+)
+
+// ProdBuilds implements prodLister with one join driven by the index of
+// builds(service, id) and the primary key of build_stages.
+func (s *SQLStore) ProdBuilds(ctx context.Context, service string, n int) ([]BuildView, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT s.build_id FROM builds b
+		JOIN build_stages s ON s.build_id = b.id AND s.stage = ?
+		WHERE b.service = ? AND s.status = ?
+		ORDER BY s.finished DESC, s.build_id DESC LIMIT ?`, string(StageProd), service, string(StatusPassed), n)
+	if err != nil {
+		return nil, fmt.Errorf("prod builds of %s: %w", service, err)
+	}
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("prod builds of %s: %w", service, err)
+		}
+		ids = append(ids, id)
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return nil, fmt.Errorf("prod builds of %s: %w", service, err)
+	}
+	out := make([]BuildView, 0, len(ids))
+	for _, id := range ids {
+		v, err := s.Build(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// ProdBuilds implements prodLister.
+func (m *MemoryStore) ProdBuilds(ctx context.Context, service string, n int) ([]BuildView, error) {
+	m.mu.Lock()
+	var out []BuildView
+	for _, b := range m.builds {
+		if b.Service != service {
+			continue
+		}
+		if r, ok := m.stages[b.ID][StageProd]; ok && r.Status == StatusPassed {
+			out = append(out, m.view(b.ID))
+		}
+	}
+	m.mu.Unlock()
+	sort.SliceStable(out, func(i, j int) bool {
+		fi, fj := out[i].Stage(StageProd).Finished, out[j].Stage(StageProd).Finished
+		if !fi.Equal(fj) {
+			return fi.After(fj)
+		}
+		return out[i].ID > out[j].ID
+	})
+	return out[:min(n, len(out))], ctx.Err()
+}
