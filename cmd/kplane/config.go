@@ -124,12 +124,6 @@ type EtcdConfig struct {
 	TLS EtcdTLSConfig `yaml:"tls"`
 }
 
-// StoreConfig selects the SQL store.
-type StoreConfig struct {
-	// Path of the SQLite database; relative paths are inside DataDir.
-	Path string `yaml:"path" env:"KPLANE_STORE_PATH"`
-}
-
 // AuthConfig configures authentication.
 type AuthConfig struct {
 	// DevToken, in dev mode, is the admin token to create instead of a
@@ -165,7 +159,7 @@ func DefaultConfig() Config {
 			PeerListen:   "127.0.0.1:2380",
 			Endpoints:    []string{"http://127.0.0.1:2379"},
 		},
-		Store:      StoreConfig{Path: "kplane.db"},
+		Store:      StoreConfig{Driver: "sqlite", Path: "kplane.db"},
 		Demo:       DemoConfig{Inventory: 2, Checkpoint: 2},
 		Driver:     "process",
 		Autoscaler: AutoscalerConfig{Enabled: true, Interval: "5s"},
@@ -304,8 +298,8 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	if c.Store.Path == "" {
-		return errors.New("store path is empty: set store.path")
+	if err := c.Store.validate(c.Traces); err != nil {
+		return err
 	}
 	if c.Driver != "process" && c.Driver != "docker" {
 		return fmt.Errorf("driver %q: want process or docker", c.Driver)

@@ -22,7 +22,6 @@ import (
 	"github.com/kplane/kplane/auth"
 	"github.com/kplane/kplane/examples/ticketing"
 	"github.com/kplane/kplane/internal/etcdserver"
-	"github.com/kplane/kplane/internal/sqldb"
 	"github.com/kplane/kplane/ktrace"
 	ktracemysql "github.com/kplane/kplane/ktrace/mysql"
 	ktracesqlite "github.com/kplane/kplane/ktrace/sqlite"
@@ -93,14 +92,11 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer, dev bool) 
 		return err
 	}
 
-	db, err := sqldb.Open(ctx, cfg.StorePath(), log.With("component", "store"))
+	db, err := openStore(ctx, cfg, log.With("component", "store"))
 	if err != nil {
 		return err
 	}
 	cleanup = append(cleanup, func() { db.Close() })
-	if err := sqldb.Migrate(ctx, db); err != nil {
-		return err
-	}
 	authSvc, err := auth.New(db, auth.Config{Logger: log.With("component", "auth")})
 	if err != nil {
 		return err
@@ -388,7 +384,7 @@ func printBanner(w io.Writer, cfg Config, url string, endpoints []string, token 
 		etcdNote = "  (embedded, data in " + filepath.Join(cfg.DataDir, "etcd") + ")"
 	}
 	fmt.Fprintf(w, "  etcd:     %s%s\n", strings.Join(endpoints, ","), etcdNote)
-	fmt.Fprintf(w, "  Store:    %s (SQLite)\n", cfg.StorePath())
+	fmt.Fprintf(w, "  Store:    %s\n", cfg.describeStore())
 	if demo != nil {
 		fmt.Fprintf(w, "  Demo:     inventory x%d, checkpoint x%d (%s)\n",
 			cfg.Demo.Inventory, cfg.Demo.Checkpoint, demoLogs(cfg, demo))

@@ -16,7 +16,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kplane/kplane/auth"
-	"github.com/kplane/kplane/internal/sqldb"
 )
 
 // storeFlags locate the SQL store for commands that work on it directly
@@ -41,12 +40,8 @@ func (f *storeFlags) open(ctx context.Context) (*auth.Service, *sql.DB, error) {
 	if f.dataDir != "" {
 		cfg.DataDir = f.dataDir
 	}
-	db, err := sqldb.Open(ctx, cfg.StorePath(), slog.New(slog.DiscardHandler))
+	db, err := openStore(ctx, cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
-		return nil, nil, err
-	}
-	if err := sqldb.Migrate(ctx, db); err != nil {
-		db.Close()
 		return nil, nil, err
 	}
 	svc, err := auth.New(db, auth.Config{})
