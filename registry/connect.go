@@ -35,7 +35,8 @@ const DefaultMaxReconnectDelay = time.Second
 // gRPC's default reconnect backoff grows to two minutes, so after a long
 // etcd outage a registrar on a default client could stay unregistered for
 // up to two minutes after etcd is back; this client retries at least every
-// MaxReconnectDelay. etcd's own zap logging is discarded: the registry
+// MaxReconnectDelay, and a connection to a member that went silent is
+// dropped after at most 15 s of keepalive pings. etcd's own zap logging is discarded: the registry
 // logs what matters through slog.
 func Connect(cfg ConnectConfig) (*clientv3.Client, error) {
 	if cfg.DialTimeout <= 0 {
@@ -49,6 +50,12 @@ func Connect(cfg ConnectConfig) (*clientv3.Client, error) {
 		DialTimeout: cfg.DialTimeout,
 		TLS:         cfg.TLS,
 		Logger:      zap.NewNop(),
+		// A member that vanishes without closing the connection (a
+		// silent partition, a frozen host) is noticed by keepalive pings,
+		// not by the next request timing out; etcd refuses pings more
+		// often than every 5 s (its grpc-keepalive-min-time).
+		DialKeepAliveTime:    10 * time.Second,
+		DialKeepAliveTimeout: 5 * time.Second,
 		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff: grpcbackoff.Config{
 				BaseDelay:  100 * time.Millisecond,
