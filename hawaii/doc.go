@@ -6,8 +6,12 @@
 // immutable CI report with its changelog), StageRecord (status and steps of
 // alpha, qa and prod for one build, with test counts), TestCase (one JUnit
 // test case of a stage's run, parsed by ParseJUnit), Event (one entry of the
-// durable audit log) and Store, implemented on the SQL store by SQLStore and
-// in memory by MemoryStore. VerifySignature checks the HMAC signatures CI
+// durable audit log), Lock and Pin (what holds an environment still),
+// Promotion (one build entering one environment) and Store, implemented on
+// the SQL store (SQLite or MySQL/MariaDB) by SQLStore and in memory by
+// MemoryStore. The Pipeline keeps nothing of its own that a restart or a
+// new leader would need: it reads and writes locks, pins and promotions
+// through the Store. VerifySignature checks the HMAC signatures CI
 // webhooks carry (GitHub's X-Hub-Signature-256 and Standard Webhooks).
 //
 // The package does not serve HTTP (web does) and does not know which
