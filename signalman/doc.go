@@ -11,4 +11,9 @@
 // headquarter) and does not locate instances for callers (that is
 // registry); it only confirms, through the registry, that the instances it
 // started are registered before it reports success.
+//
+// Rolling deploys (Deployer) record every deploy and step in a
+// DeployStore: SQLDeployStore on kplane's SQL store (SQLite or
+// MySQL/MariaDB), so that the records survive a restart and every replica
+// sees them, or MemoryDeployStore for tests and a kplane without one.
 package signalman
