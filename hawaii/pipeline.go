@@ -232,13 +232,22 @@ const InterruptedReason = "interrupted: kplane stopped while it ran"
 
 // interrupted fails the promotions this replica left unfinished, and
 // their stages, which would otherwise show running for ever (and, for
-// alpha and qa, never run again).
+// alpha and qa, never run again). Run is called at the start of each
+// leadership term, and only the leader runs the automatic stages: a
+// running automatic promotion of another replica is a previous leader's,
+// whose term etcd has ended (it crashed or lost its session), so it is
+// failed too, once, by the new leader, and an alpha environment it left
+// is destroyed. A person's promotions (promote, rollback) run on the
+// replica that served the request and stay that replica's to end.
 func (p *Pipeline) interrupted(ctx context.Context) error {
-	left, err := p.store.Promotions(ctx, PromotionQuery{Running: true, Runner: p.cfg.Owner, Limit: MaxLimit})
+	running, err := p.store.Promotions(ctx, PromotionQuery{Running: true, Limit: MaxLimit})
 	if err != nil {
 		return fmt.Errorf("promotions left running: %w", err)
 	}
-	for _, pr := range left {
+	for _, pr := range running {
+		if pr.Runner != p.cfg.Owner && pr.Kind != KindAutomatic {
+			continue
+		}
 		if err := pr.Advance(PromotionFailed, p.now(), InterruptedReason); err != nil {
 			return err
 		}
@@ -256,13 +265,27 @@ func (p *Pipeline) interrupted(ctx context.Context) error {
 					rec.Steps[i].Status, rec.Steps[i].Finished, rec.Steps[i].Message = StatusFailed, p.now(), InterruptedReason
 				}
 			}
+			if env := pr.RunEnv; Stage(pr.Env) == StageAlpha && strings.HasPrefix(env, "alpha-b") {
+				// What runAlpha's deferred destroy would have done; else the
+				// cleaner removes it only after EnvTimeout.
+				step := Step{Name: "destroy environment " + env, Status: StatusPassed, Started: p.now()}
+				if err := p.dep.DestroyEnv(ctx, env); err != nil {
+					step.Status, step.Message = StatusFailed, err.Error()
+				} else {
+					p.mu.Lock()
+					p.destroyed[env] = true
+					p.mu.Unlock()
+				}
+				step.Finished = p.now()
+				rec.Steps = append(rec.Steps, step)
+			}
 			if _, err := p.store.SetStage(ctx, rec); err != nil {
 				return err
 			}
 		}
 		p.audit(ctx, Event{Actor: "pipeline", Action: ActionStageChanged, Service: pr.Service, BuildID: pr.BuildID,
 			Stage: Stage(pr.Env), Details: Details(map[string]string{"status": string(StatusFailed), "reason": InterruptedReason})})
-		p.log.Warn("promotion interrupted by the last stop marked failed", "promotion", pr.ID, "build", pr.BuildID, "env", pr.Env)
+		p.log.Warn("promotion interrupted by the last stop marked failed", "promotion", pr.ID, "build", pr.BuildID, "env", pr.Env, "runner", pr.Runner)
 	}
 	return nil
 }

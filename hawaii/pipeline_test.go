@@ -306,10 +306,19 @@ func TestPipelineRestartKeepsHoldsAndPromotions(t *testing.T) {
 	// The process dies while build 3's alpha runs: its promotion and
 	// stage stay running in the store.
 	run := first.begin(ctx, b3, StageAlpha, KindAutomatic, "")
+	run.promo.RunEnv = AlphaEnv(b3.ID) // as runAlpha does
 	run.advance(ctx, PromotionDeploying, "")
 	run.step(ctx, "create environment alpha-b3")
-	// Another replica's running promotion is not this replica's to end.
-	other, err := store.SavePromotion(ctx, Promotion{BuildID: b3.ID, Service: "inventory", Version: b3.Version, Env: "qa",
+	// A person's promotion run by another replica is not this replica's
+	// to end; an automatic one is: only the pipeline leader runs those,
+	// and this replica leads now, so the replica that ran it lost the
+	// leadership (crashed, or its etcd session ended).
+	other, err := store.SavePromotion(ctx, Promotion{BuildID: b2.ID, Service: "inventory", Version: b2.Version, Env: "prod",
+		Kind: KindPromote, State: PromotionDeploying, Started: time.Now(), Updated: time.Now(), Runner: "replica-b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherAuto, err := store.SavePromotion(ctx, Promotion{BuildID: b3.ID, Service: "inventory", Version: b3.Version, Env: "qa",
 		Kind: KindAutomatic, State: PromotionDeploying, Started: time.Now(), Updated: time.Now(), Runner: "replica-b"})
 	if err != nil {
 		t.Fatal(err)
@@ -339,7 +348,7 @@ func TestPipelineRestartKeepsHoldsAndPromotions(t *testing.T) {
 	}
 	for i, pr := range after {
 		switch pr.ID {
-		case run.promo.ID:
+		case run.promo.ID, otherAuto.ID:
 			if pr.State != PromotionFailed || pr.Error != InterruptedReason || pr.Ended.IsZero() {
 				t.Errorf("interrupted promotion: %+v", pr)
 			}
@@ -359,6 +368,12 @@ func TestPipelineRestartKeepsHoldsAndPromotions(t *testing.T) {
 	}
 	if st := v.Stage(StageAlpha); st.Steps[0].Status != StatusFailed || st.Steps[0].Message != InterruptedReason {
 		t.Errorf("interrupted stage: %+v", st)
+	}
+	if st := v.Stage(StageAlpha); len(st.Steps) != 2 || st.Steps[1].Name != "destroy environment alpha-b3" || st.Steps[1].Status != StatusPassed {
+		t.Errorf("interrupted alpha's environment: steps %+v, want it destroyed", st.Steps)
+	}
+	if d := second.dep.(*fakeDeployer).destroyed; !slices.Equal(d, []string{"alpha-b3"}) {
+		t.Errorf("environments destroyed after the restart: %v, want alpha-b3", d)
 	}
 	// The pin and the lock still hold: promotion of build 2 is blocked.
 	r, err := second.Review(ctx, b2.ID, rita, false)
