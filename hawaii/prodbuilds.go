@@ -2,6 +2,7 @@ package hawaii
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"sort"
@@ -80,4 +81,40 @@ func (m *MemoryStore) ProdBuilds(ctx context.Context, service string, n int) ([]
 		return out[i].ID > out[j].ID
 	})
 	return out[:min(n, len(out))], ctx.Err()
+}
+
+// LatestPassed returns the newest build of service whose stage st passed,
+// or nil: the version in alpha or QA. The join walks builds(service, id)
+// newest first and stops at the first match.
+func (s *SQLStore) LatestPassed(ctx context.Context, service string, st Stage) (*Build, error) {
+	var id int64
+	err := s.db.QueryRowContext(ctx, `SELECT b.id FROM builds b
+		JOIN build_stages s ON s.build_id = b.id AND s.stage = ?
+		WHERE b.service = ? AND s.status = ?
+		ORDER BY b.id DESC LIMIT 1`, string(st), service, string(StatusPassed)).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("latest build of %s that passed %s: %w", service, st, err)
+	}
+	v, err := s.Build(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return &v.Build, nil
+}
+
+// LatestPassed is SQLStore.LatestPassed in memory.
+func (m *MemoryStore) LatestPassed(ctx context.Context, service string, st Stage) (*Build, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i := len(m.builds) - 1; i >= 0; i-- {
+		b := m.builds[i]
+		if r, ok := m.stages[b.ID][st]; ok && b.Service == service && r.Status == StatusPassed {
+			c := cloneBuild(b)
+			return &c, nil
+		}
+	}
+	return nil, ctx.Err()
 }

@@ -1,6 +1,7 @@
 package hawaii
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ func TestProdBuilds(t *testing.T) {
 	for name, store := range map[string]interface {
 		Store
 		prodLister
+		LatestPassed(ctx context.Context, service string, st Stage) (*Build, error)
 	}{"memory": NewMemoryStore(fixedNow), "sqlite": newSQLStore(t)} {
 		t.Run(name, func(t *testing.T) {
 			ctx := t.Context()
@@ -53,6 +55,23 @@ func TestProdBuilds(t *testing.T) {
 			}
 			if none, err := store.ProdBuilds(ctx, "payments", 2); err != nil || len(none) != 0 {
 				t.Fatalf("unknown service: %v, %v", none, err)
+			}
+
+			// The newest build that passed a stage: 1.6.0, then 1.2.0 once
+			// a checkpoint build passed too (another service).
+			for _, i := range []int{2, 6, 5} {
+				if _, err := store.SetStage(ctx, StageRecord{BuildID: ids[i], Stage: StageQA, Status: StatusPassed}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := store.SetStage(ctx, StageRecord{BuildID: ids[7], Stage: StageQA, Status: StatusFailed}); err != nil {
+				t.Fatal(err)
+			}
+			if b, err := store.LatestPassed(ctx, "inventory", StageQA); err != nil || b == nil || b.ID != ids[6] {
+				t.Fatalf("latest QA-green inventory build: %+v, %v; want 1.6.0", b, err)
+			}
+			if b, err := store.LatestPassed(ctx, "inventory", StageAlpha); err != nil || b != nil {
+				t.Fatalf("latest alpha-green inventory build: %+v, %v; want none", b, err)
 			}
 		})
 	}

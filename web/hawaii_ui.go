@@ -23,9 +23,16 @@ const buildPageSize = 25
 // at; versionScan bounds how far back the builds page looks for the
 // version in alpha and QA.
 const (
-	pickerBuilds = 100
+	pickerBuilds = 50
 	versionScan  = hawaii.MaxLimit
 )
+
+// latestPasser is the optional part of a build store that finds the
+// newest build that passed a stage without listing builds; both of
+// hawaii's stores have it.
+type latestPasser interface {
+	LatestPassed(ctx context.Context, service string, st hawaii.Stage) (*hawaii.Build, error)
+}
 
 // prodReader is the optional part of a Pipeline that knows which build
 // runs in prod; *hawaii.Pipeline has it. Without it the builds page shows
@@ -167,7 +174,11 @@ func (s *Server) buildsPage(c *gin.Context) {
 		v.Builds = append(v.Builds, row)
 	}
 	if v.Pipeline {
-		v.Current, err = s.currentVersions(ctx, v.Service)
+		var newest []hawaii.BuildView
+		if before == 0 {
+			newest = page
+		}
+		v.Current, err = s.currentVersions(ctx, v.Service, newest)
 	}
 	if err != nil {
 		s.failBuildPage(c, err)
@@ -178,7 +189,10 @@ func (s *Server) buildsPage(c *gin.Context) {
 
 // currentVersions finds the version in each environment: for alpha and
 // QA the newest build that passed there, for prod the pipeline's answer.
-func (s *Server) currentVersions(ctx context.Context, service string) ([]envVersion, error) {
+//
+// newest, when not nil, are the service's newest builds, already read:
+// they are looked at first.
+func (s *Server) currentVersions(ctx context.Context, service string, newest []hawaii.BuildView) ([]envVersion, error) {
 	out := make([]envVersion, len(hawaii.Stages))
 	for i, st := range hawaii.Stages {
 		out[i].Env = st
@@ -190,12 +204,31 @@ func (s *Server) currentVersions(ctx context.Context, service string) ([]envVers
 	if hasProd {
 		scan = out[:len(out)-1]
 	}
+	if lp, ok := s.cfg.Builds.Store.(latestPasser); ok {
+		// The store answers from its stage records without reading builds.
+		for i := range scan {
+			b, err := lp.LatestPassed(ctx, service, scan[i].Env)
+			if err != nil {
+				return nil, err
+			}
+			if b != nil {
+				scan[i].Version, scan[i].BuildID = b.Version, b.ID
+			}
+		}
+		newest = nil
+		scan = nil
+	}
 	missing := len(scan)
 	var before int64
 	for scanned := 0; missing > 0 && scanned < versionScan; {
-		bs, err := s.cfg.Builds.Store.Builds(ctx, hawaii.BuildQuery{Service: service, Before: before, Limit: hawaii.DefaultLimit})
-		if err != nil {
-			return nil, err
+		bs, want := newest, len(newest)
+		newest = nil
+		if bs == nil {
+			var err error
+			want = hawaii.DefaultLimit
+			if bs, err = s.cfg.Builds.Store.Builds(ctx, hawaii.BuildQuery{Service: service, Before: before, Limit: want}); err != nil {
+				return nil, err
+			}
 		}
 		for _, b := range bs {
 			for i := range scan {
@@ -205,7 +238,7 @@ func (s *Server) currentVersions(ctx context.Context, service string) ([]envVers
 				}
 			}
 		}
-		if len(bs) < hawaii.DefaultLimit {
+		if len(bs) < want || len(bs) == 0 {
 			break
 		}
 		scanned += len(bs)

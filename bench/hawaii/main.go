@@ -28,8 +28,10 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -47,12 +49,17 @@ func main() {
 	services := flag.Int("services", 20, "services the builds belong to")
 	requests := flag.Int("requests", 500, "requests per measured route")
 	dbPath := flag.String("db", "", "SQLite file to load or reuse (default: a temp dir, removed afterwards)")
+	only := flag.String("only", "", "time only the routes whose name contains this")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the timed requests to this file")
 	flag.Parse()
+	routeFilter, profilePath = *only, *cpuProfile
 	if err := run(context.Background(), *builds, *cases, *services, *requests, *dbPath); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/hawaii:", err)
 		os.Exit(1)
 	}
 }
+
+var routeFilter, profilePath string
 
 func run(ctx context.Context, nBuilds, nCases, nServices, nRequests int, dbPath string) error {
 	if dbPath == "" {
@@ -164,8 +171,22 @@ func run(ctx context.Context, nBuilds, nCases, nServices, nRequests int, dbPath 
 		{"HTML build page", true, func() string { return "/builds/" + strconv.Itoa(1+rng.IntN(nBuildsStored)) }},
 		{"HTML review page", true, func() string { return "/builds/" + strconv.FormatInt(reviewed, 10) + "/review" }},
 	}
+	if profilePath != "" {
+		f, err := os.Create(profilePath)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	fmt.Printf("%-26s %9s %9s %9s %9s\n", "route", "p50", "p99", "max", "bytes")
 	for _, r := range routes {
+		if !strings.Contains(r.name, routeFilter) {
+			continue
+		}
 		// Warm up: the first requests page the index in from disk.
 		for range 10 {
 			cred := token
