@@ -3,6 +3,7 @@ package otlp
 import (
 	"errors"
 	"math"
+	"reflect"
 	"testing"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -39,7 +40,10 @@ func FuzzDecodeProto(f *testing.F) {
 		f.Add(data)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		checkStorable(t, data, Protobuf)
+		b := checkStorable(t, data, Protobuf)
+		if b != nil {
+			sameAsJSON(t, data, *b)
+		}
 		// What the wire check rejects as malformed, pdata must reject too:
 		// the check may only refuse more than pdata for the limits.
 		var we *wireError
@@ -64,14 +68,16 @@ func FuzzDecodeJSON(f *testing.F) {
 	})
 }
 
-func checkStorable(t *testing.T, data []byte, enc Encoding) {
+// checkStorable decodes data and checks the result; it returns the batch
+// if there is one.
+func checkStorable(t *testing.T, data []byte, enc Encoding) *Batch {
 	b, err := Decode(data, enc)
 	if err != nil {
 		// web maps these two to 400 and 413; anything else would be a 500.
 		if !errors.Is(err, ktrace.ErrInvalid) && !errors.Is(err, ErrTooLarge) {
 			t.Fatalf("error is neither ktrace.ErrInvalid nor ErrTooLarge: %v", err)
 		}
-		return
+		return nil
 	}
 	if n := len(b.Spans) + b.Rejected; n > MaxSpans {
 		t.Fatalf("decoded %d spans, more than MaxSpans", n)
@@ -86,6 +92,30 @@ func checkStorable(t *testing.T, data []byte, enc Encoding) {
 	}
 	if _, err := EncodeResponse(enc, b); err != nil {
 		t.Fatalf("encode response: %v", err)
+	}
+	return &b
+}
+
+// sameAsJSON checks that the request a protobuf body holds, sent as OTLP
+// JSON instead, decodes to the same spans: the two encodings are one API.
+func sameAsJSON(t *testing.T, data []byte, b Batch) {
+	req := ptraceotlp.NewExportRequest()
+	if err := req.UnmarshalProto(data); err != nil {
+		t.Fatalf("Decode accepted what pdata refuses: %v", err)
+	}
+	js, err := req.MarshalJSON()
+	if err != nil {
+		t.Fatalf("pdata cannot write the request as JSON: %v", err)
+	}
+	jb, err := Decode(js, JSON)
+	if errors.Is(err, ErrTooLarge) {
+		return // the JSON limits count bytes and elements differently
+	}
+	if err != nil {
+		t.Fatalf("the request as JSON is refused: %v\n%s", err, js)
+	}
+	if jb.Rejected != b.Rejected || !reflect.DeepEqual(jb.Spans, b.Spans) {
+		t.Fatalf("the request decodes differently from JSON:\nprotobuf %+v\njson     %+v\n%s", b, jb, js)
 	}
 }
 
