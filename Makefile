@@ -5,10 +5,15 @@
 GO ?= go
 TESTFLAGS ?=
 
-.PHONY: test deps lint build dev bench clean
+.PHONY: test deps lint build dev bench clean fuzz
 
 test: deps lint
 	$(GO) test -count=1 -timeout 25m $(TESTFLAGS) ./...
+	GO=$(GO) ./scripts/fuzz.sh
+
+# Every fuzz target for FUZZTIME each (default 10s): make fuzz FUZZTIME=2m
+fuzz:
+	GO=$(GO) ./scripts/fuzz.sh
 
 deps:
 	@./scripts/install-test-deps.sh
