@@ -25,6 +25,9 @@ type StoreConfig struct {
 	// the system's CAs). It may carry a password: kplane never logs it.
 	// The span store (traces.mysql_dsn) needs a database of its own.
 	DSN string `yaml:"dsn" env:"KPLANE_STORE_DSN"`
+	// CAFile is a PEM CA bundle: set, kplane talks TLS to the store's
+	// MySQL server, trusting only that CA (the DSN gets tls=kplane-store).
+	CAFile string `yaml:"ca_file" env:"KPLANE_STORE_CA_FILE"`
 }
 
 // driver resolves the "" default.
@@ -45,6 +48,9 @@ func (s StoreConfig) validate(traces TracesConfig) error {
 		if s.Path == "" {
 			return errors.New("store path is empty: set store.path (or KPLANE_STORE_PATH), or store.driver: mysql with store.dsn")
 		}
+		if s.CAFile != "" {
+			return errors.New("store.ca_file is set but store.driver is sqlite: it is the CA of a MySQL store's server; remove it, or set store.driver: mysql")
+		}
 		if s.DSN != "" {
 			return errors.New("store.dsn is set but store.driver is sqlite: set store.driver: mysql (KPLANE_STORE_DRIVER=mysql) to use the DSN, or remove store.dsn")
 		}
@@ -57,6 +63,9 @@ func (s StoreConfig) validate(traces TracesConfig) error {
 			// The driver's message does not echo the DSN, which may hold
 			// a password.
 			return fmt.Errorf("store dsn: %w; want the form %s", err, storeDSNExample)
+		}
+		if _, err := storeMySQL.dsn(s.DSN, s.CAFile); err != nil {
+			return err
 		}
 		if cfg.DBName == "" {
 			return fmt.Errorf("store dsn names no database: end it with /<database>, e.g. %s", storeDSNExample)
@@ -91,7 +100,10 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (*sql.DB, erro
 	var db *sql.DB
 	var err error
 	if cfg.Store.driver() == sqldb.MySQL {
-		db, err = sqldb.OpenMySQL(ctx, cfg.Store.DSN, log)
+		var dsn string
+		if dsn, err = storeMySQL.dsn(cfg.Store.DSN, cfg.Store.CAFile); err == nil {
+			db, err = sqldb.OpenMySQL(ctx, dsn, log)
+		}
 	} else {
 		db, err = sqldb.Open(ctx, cfg.StorePath(), log)
 	}

@@ -9,6 +9,8 @@ import (
 	"github.com/kplane/kplane/auth"
 	"github.com/kplane/kplane/internal/mariadbtest"
 	"github.com/kplane/kplane/internal/sqldb"
+	"github.com/kplane/kplane/internal/testtls"
+	ktracemysql "github.com/kplane/kplane/ktrace/mysql"
 	"github.com/kplane/kplane/signalman"
 )
 
@@ -116,4 +118,44 @@ func TestReplicasShareMariaDBStore(t *testing.T) {
 	if err != nil || got.Version != "2.0" {
 		t.Fatalf("replica b reads replica a's deploy: %+v, %v", got, err)
 	}
+}
+
+// Against a MariaDB that offers TLS, the main store and the span store
+// connect encrypted when given the CA that signed the server's
+// certificate, and refuse a server whose certificate another CA signed.
+func TestMySQLStoresOverTLS(t *testing.T) {
+	files := testtls.Generate(t)
+	srv := mariadbtest.StartTLS(t, mariadbtest.TLS{CA: files.CA, Cert: files.Cert, Key: files.Key})
+	ctx := t.Context()
+	log := slog.New(slog.DiscardHandler)
+
+	c := DefaultConfig()
+	c.Store.Driver, c.Store.DSN, c.Store.CAFile = "mysql", srv.NewDatabase(t), testtls.Generate(t).CA
+	if db, err := openStore(ctx, c, log); err == nil {
+		db.Close()
+		t.Fatal("a server certificate signed by another CA was trusted")
+	}
+	c.Store.CAFile = files.CA
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := openStore(ctx, c, log)
+	if err != nil {
+		t.Fatalf("store over TLS: %v", err)
+	}
+	defer db.Close()
+	var name, cipher string
+	if err := db.QueryRowContext(ctx, "SHOW SESSION STATUS LIKE 'Ssl_cipher'").Scan(&name, &cipher); err != nil || cipher == "" {
+		t.Fatalf("store connection is not encrypted: %q, %v", cipher, err)
+	}
+
+	dsn, err := mysqlDSN(TracesConfig{MySQLDSN: srv.NewDatabase(t), MySQLCAFile: files.CA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spans, err := ktracemysql.Open(ctx, ktracemysql.Config{DSN: dsn})
+	if err != nil {
+		t.Fatalf("span store over TLS: %v", err)
+	}
+	spans.Close()
 }

@@ -123,46 +123,57 @@ func loadCAFile(path string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// mysqlTLSName is the name under which kplane registers its MySQL TLS
-// configuration with the driver; a DSN selects it with tls=kplane.
-const mysqlTLSName = "kplane"
+// mysqlTLS names one MySQL connection's settings: its DSN and CA file
+// keys, and the name under which kplane registers its TLS configuration
+// with the driver (a DSN selects it with tls=<name>). The span store and
+// the main store may trust different CAs, so each has its own name.
+type mysqlTLS struct {
+	dsnKey, caKey, caEnv, name string
+}
 
-// mysqlDSN returns the span store's DSN ready to open. With
-// traces.mysql_ca_file set it registers, with the driver, a TLS
-// configuration trusting that CA (verifying the server's name against the
-// DSN's host) and makes the DSN use it (tls=kplane); a DSN that chose
-// another tls mode is an error. Without a CA file the DSN's own tls=
-// parameter (true, skip-verify, preferred) applies as the driver
+var (
+	tracesMySQL = mysqlTLS{dsnKey: "traces mysql_dsn", caKey: "traces.mysql_ca_file", caEnv: "KPLANE_TRACES_MYSQL_CA_FILE", name: "kplane"}
+	storeMySQL  = mysqlTLS{dsnKey: "store dsn", caKey: "store.ca_file", caEnv: "KPLANE_STORE_CA_FILE", name: "kplane-store"}
+)
+
+// mysqlDSN returns the span store's DSN ready to open.
+func mysqlDSN(t TracesConfig) (string, error) { return tracesMySQL.dsn(t.MySQLDSN, t.MySQLCAFile) }
+
+// dsn returns a DSN ready to open. With a CA file it registers, with the
+// driver, a TLS configuration trusting that CA (verifying the server's
+// name against the DSN's host) and makes the DSN use it (tls=<name>); a
+// DSN that chose another tls mode is an error. Without a CA file the DSN's
+// own tls= parameter (true, skip-verify, preferred) applies as the driver
 // documents it.
-func mysqlDSN(t TracesConfig) (string, error) {
-	if t.MySQLCAFile != "" {
-		tc, err := clientTLSConfig("traces.mysql", t.MySQLCAFile, "", "")
+func (m mysqlTLS) dsn(dsn, caFile string) (string, error) {
+	if caFile != "" {
+		tc, err := clientTLSConfig(m.caKey, caFile, "", "")
 		if err != nil {
 			return "", err
 		}
-		if err := mysqldriver.RegisterTLSConfig(mysqlTLSName, tc); err != nil {
-			return "", fmt.Errorf("traces mysql tls: %w", err)
+		if err := mysqldriver.RegisterTLSConfig(m.name, tc); err != nil {
+			return "", fmt.Errorf("%s tls: %w", m.dsnKey, err)
 		}
 	}
-	noCA := errors.New("traces mysql_dsn says tls=kplane: set traces.mysql_ca_file (KPLANE_TRACES_MYSQL_CA_FILE) to the CA that signed the server's certificate")
-	cfg, err := mysqldriver.ParseDSN(t.MySQLDSN)
+	noCA := fmt.Errorf("%s says tls=%s: set %s (%s) to the CA that signed the server's certificate", m.dsnKey, m.name, m.caKey, m.caEnv)
+	cfg, err := mysqldriver.ParseDSN(dsn)
 	if err != nil {
-		if t.MySQLCAFile == "" && strings.Contains(t.MySQLDSN, "tls="+mysqlTLSName) {
+		if caFile == "" && strings.Contains(dsn, "tls="+m.name) {
 			return "", noCA
 		}
 		// The driver's message does not echo the DSN, which may hold a
 		// password.
-		return "", fmt.Errorf("traces mysql_dsn: %w", err)
+		return "", fmt.Errorf("%s: %w", m.dsnKey, err)
 	}
-	if t.MySQLCAFile == "" {
-		if cfg.TLSConfig == mysqlTLSName {
+	if caFile == "" {
+		if cfg.TLSConfig == m.name {
 			return "", noCA
 		}
-		return t.MySQLDSN, nil
+		return dsn, nil
 	}
-	if cfg.TLSConfig != "" && cfg.TLSConfig != mysqlTLSName {
-		return "", fmt.Errorf("traces mysql_dsn has tls=%s and traces.mysql_ca_file is set: drop the tls parameter, or use tls=%s", cfg.TLSConfig, mysqlTLSName)
+	if cfg.TLSConfig != "" && cfg.TLSConfig != m.name {
+		return "", fmt.Errorf("%s has tls=%s and %s is set: drop the tls parameter, or use tls=%s", m.dsnKey, cfg.TLSConfig, m.caKey, m.name)
 	}
-	cfg.TLSConfig = mysqlTLSName
+	cfg.TLSConfig = m.name
 	return cfg.FormatDSN(), nil
 }

@@ -11,6 +11,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"database/sql"
 	"encoding/hex"
 	"fmt"
@@ -22,7 +24,7 @@ import (
 	"testing"
 	"time"
 
-	_ "github.com/go-sql-driver/mysql" // registers the "mysql" driver
+	"github.com/go-sql-driver/mysql" // also registers the "mysql" driver
 
 	"github.com/kplane/kplane/internal/testenv"
 )
@@ -64,6 +66,44 @@ func binary(name string) (string, bool) {
 // seconds (mariadb-install-db), so call it once per package.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return start(t, nil, "")
+}
+
+// TLS is the server side of StartTLS: PEM files of the CA, and of the
+// server's certificate (valid for 127.0.0.1) and key.
+type TLS struct {
+	CA, Cert, Key string
+}
+
+// StartTLS starts a server that offers TLS with the certificate in c. It
+// still accepts plain connections (the test server runs without grant
+// tables, where require_secure_transport is not enforced): tests check a
+// connection's Ssl_cipher. DSNs from NewDatabase name no TLS mode: the
+// caller adds one, as kplane's configuration does.
+func StartTLS(t testing.TB, c TLS) *Server {
+	t.Helper()
+	pem, err := os.ReadFile(c.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		t.Fatalf("mariadbtest: %s holds no PEM certificate", c.CA)
+	}
+	b := make([]byte, 6)
+	rand.Read(b)
+	name := "mariadbtest-" + hex.EncodeToString(b)
+	if err := mysql.RegisterTLSConfig(name, &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mysql.DeregisterTLSConfig(name) })
+	return start(t, []string{"--ssl-ca=" + c.CA, "--ssl-cert=" + c.Cert, "--ssl-key=" + c.Key}, name)
+}
+
+// start starts mariadbd with extra arguments; adminTLS names the driver's
+// TLS configuration the admin connection uses ("" for none).
+func start(t testing.TB, extra []string, adminTLS string) *Server {
+	t.Helper()
 	installDB, ok1 := binary("mariadb-install-db")
 	mariadbd, ok2 := binary("mariadbd")
 	if !ok1 || !ok2 {
@@ -101,6 +141,7 @@ func Start(t testing.TB) *Server {
 			"--innodb-flush-log-at-trx-commit=2", "--innodb-buffer-pool-size=128M",
 			"--innodb-log-file-size=48M"},
 	}
+	s.args = append(s.args, extra...)
 	t.Cleanup(func() {
 		// Stop this server by its PID, gracefully, then for sure.
 		if p := s.proc; p != nil {
@@ -113,7 +154,11 @@ func Start(t testing.TB) *Server {
 			}
 		}
 	})
-	admin, err := sql.Open("mysql", s.dsn(""))
+	adminDSN := s.dsn("")
+	if adminTLS != "" {
+		adminDSN += "?tls=" + adminTLS
+	}
+	admin, err := sql.Open("mysql", adminDSN)
 	if err != nil {
 		t.Fatal(err)
 	}
