@@ -5,9 +5,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -20,10 +22,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/client"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/kplane/kplane/auth"
+	"github.com/kplane/kplane/hawaii"
 	"github.com/kplane/kplane/headquarter"
+	"github.com/kplane/kplane/internal/dockertest"
 	"github.com/kplane/kplane/internal/etcdcluster"
+	"github.com/kplane/kplane/internal/mariadbtest"
+	"github.com/kplane/kplane/internal/sqldb"
 )
 
 // The elections kplane runs (cmd/kplane autoscaler.go and hawaii.go).
@@ -32,45 +40,121 @@ var elections = map[string]string{
 	"hawaii":      "/kplane/hawaii/leader",
 }
 
-// Run three `kplane server` replicas against a three-member etcd cluster,
-// each with its own data dir and SQLite store, the autoscaler and the
-// pipeline on; SIGKILL the elected leader: another replica leads within
-// 15 s, the survivors answer /healthz, the sign-in page and span ingest
-// throughout, and the old leader's fence is refused once it is deposed.
+// The workload of the leader test: inventory in the autoscaled env "dev"
+// (cmd/kplane autoscaledEnv), on the Docker engine every replica shares.
+const (
+	workService = "inventory"
+	workEnv     = "dev"
+	loadRate    = 54 // requests per second over all instances
+	wantScaled  = 5  // ceil(54 / policy target 12)
+)
+
+// workPolicy scales inventory on requests per instance alone. 54 req/s
+// ask for ceil(54/12) = 5 instances from any count the kill may leave (2,
+// 3 or 4 serve 27, 18 or 13.5 each, above high 12.5), and 5 hold (10.8
+// each, inside low 1 / high 12.5); the total is 0.5 of a step away from
+// asking for 4 or 6, so a rate measured 10% off still asks for 5. The long
+// down cooldown and window keep it from scaling down during the test.
+func workPolicy() headquarter.Policy {
+	return headquarter.Policy{
+		Service: workService, Env: workEnv, Min: 2, Max: 6,
+		QPS:        headquarter.Threshold{High: 12.5, Low: 1, Target: 12},
+		CPU:        headquarter.Threshold{Disabled: true},
+		Memory:     headquarter.Threshold{Disabled: true},
+		Votes:      1,
+		CooldownUp: 5 * time.Second, CooldownDown: 10 * time.Minute,
+		StabilizationWindow: 10 * time.Minute, MaxMetricAge: 15 * time.Second,
+	}
+}
+
+// Run three `kplane server` replicas as production runs them: a
+// three-member etcd cluster, one shared MariaDB for the main store and
+// another database on it for spans, the docker driver on the one engine.
+// The leader is given real work: inventory under load that calls for a
+// scale-up, and an alpha stage of a reported build whose test job runs.
+// SIGKILL the leader while the scale-up is under way and the job runs:
+// another replica leads within 15 s; the instance count converges with
+// every instance started once; the alpha stage is failed once by the new
+// leader, never run again, and its environment removed; the survivors
+// answer /healthz, the sign-in page and span ingest throughout; the old
+// leader's fence is refused.
 func TestKillKplaneLeader(t *testing.T) {
 	const (
 		replicas    = 3
 		leadBound   = 15 * time.Second // issue #7
 		probeEvery  = 100 * time.Millisecond
-		probeTail   = 2 * time.Second // keep probing after the new leader
+		probeTail   = 2 * time.Second // keep probing after convergence
 		startBudget = 90 * time.Second
 	)
 	bin := kplaneBinary(t)
+	dcli := dockertest.Client(t)
+	maria := mariadbtest.Start(t)
+	storeDSN, spanDSN := maria.NewDatabase(t), maria.NewDatabase(t)
 	cluster := etcdcluster.Start(t, etcdcluster.Config{})
 	cli := cluster.Client(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
+	testStart := time.Now()
 
-	var rs []*replica
-	for i := range replicas {
-		rs = append(rs, startReplica(t, bin, fmt.Sprintf("r%d", i), cluster.Endpoints()))
+	// The operator's part, on the shared store: the schema, inventory's
+	// policy, an admin token.
+	db, err := sqldb.OpenMySQL(ctx, storeDSN, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, r := range rs {
+	t.Cleanup(func() { db.Close() })
+	if err := sqldb.Migrate(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	decisions := headquarter.NewSQLStore(db, nil)
+	if err := decisions.PutPolicy(ctx, workPolicy()); err != nil {
+		t.Fatal(err)
+	}
+	authSvc, err := auth.New(db, auth.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := authSvc.EnsureAdmin(ctx, "ha-admin", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	builds := hawaii.NewSQLStore(db, nil)
+
+	// The demo image is this binary's; containers go with the test.
+	removeDemoImage(t, dcli, bin)
+	dockertest.CleanupManaged(t, dcli, workEnv)
+	jobDir := t.TempDir()
+	job := filepath.Join(jobDir, "slow.sh")
+	// The alpha job: long enough to be running when the leader dies.
+	if err := os.WriteFile(job, []byte("sleep 120\nprintf '<testsuite name=\"slow\"><testcase classname=\"c\" name=\"n\"/></testsuite>' > \"$KPLANE_JUNIT\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	common := replicaConfig{endpoints: cluster.Endpoints(), storeDSN: storeDSN, spanDSN: spanDSN, job: job}
+
+	// The first replica leads both elections before the others start, so
+	// that one SIGKILL interrupts the autoscaler and the pipeline.
+	rs := []*replica{startReplica(t, bin, "r0", common)}
+	rs[0].waitServing(t, startBudget)
+	for _, prefix := range elections {
+		waitLeader(t, ctx, cli, prefix, rs, nil, 30*time.Second)
+	}
+	for i := 1; i < replicas; i++ {
+		rs = append(rs, startReplica(t, bin, fmt.Sprintf("r%d", i), common))
+	}
+	for _, r := range rs[1:] {
 		r.waitServing(t, startBudget)
 	}
-
-	// Both elections settle on a replica.
-	oldLeaders := map[string]*replica{}
+	victim := rs[0]
 	var oldFence headquarter.Fence
 	for name, prefix := range elections {
 		kv, r := waitLeader(t, ctx, cli, prefix, rs, nil, 30*time.Second)
-		oldLeaders[name] = r
-		t.Logf("%s leader: %s (%s)", name, r.name, kv.Value)
+		if r != victim {
+			t.Fatalf("%s is led by %s, want %s", name, r.name, victim.name)
+		}
 		if name == "headquarter" {
 			oldFence = headquarter.Fence{Key: string(kv.Key), Revision: kv.CreateRevision}
 		}
 	}
-	victim := oldLeaders["headquarter"]
 	checker, err := headquarter.NewLeader(headquarter.LeaderConfig{Client: cli, ID: "ha-test"})
 	if err != nil {
 		t.Fatal(err)
@@ -78,6 +162,26 @@ func TestKillKplaneLeader(t *testing.T) {
 	if err := checker.Check(ctx, oldFence); err != nil {
 		t.Fatalf("the leader's own fence is refused while it leads: %v", err)
 	}
+
+	// Work: two instances by a manual scale through the leader...
+	if status, body := apiCall(ctx, victim, token, "POST", "/api/v1/services/"+workService+"/scale", `{"instances": 2}`); status != http.StatusOK {
+		t.Fatalf("manual scale to 2: %d %s", status, body)
+	}
+	waitInstances(t, ctx, cli, dcli, 2, 30*time.Second)
+	// ...a build whose alpha test job is running...
+	guid := "ha-" + randHex(4)
+	report := fmt.Sprintf(`{"service":%q,"version":"1.5.0","image":"kplane/inventory:1.5.0","scmRevision":"abc1234","committer":"ha","timestamp":%q,"guid":%q}`,
+		workService, time.Now().UTC().Format(time.RFC3339), guid)
+	if status, body := apiCall(ctx, victim, token, "POST", "/api/v1/builds", report); status != http.StatusCreated && status != http.StatusOK {
+		t.Fatalf("build report: %d %s", status, body)
+	}
+	build := waitJobRunning(t, ctx, builds, guid, 60*time.Second)
+	alphaEnv := hawaii.AlphaEnv(build.ID)
+	dockertest.CleanupManaged(t, dcli, alphaEnv)
+	// ...and load that calls for a scale-up, under way when the kill comes.
+	ld := startLoad(cli, loadRate)
+	defer ld.stop()
+	waitContainersAbove(t, ctx, dcli, 2, 60*time.Second)
 
 	var survivors []*replica
 	for _, r := range rs {
@@ -87,18 +191,16 @@ func TestKillKplaneLeader(t *testing.T) {
 	}
 	probes := startProbes(survivors, probeEvery)
 	defer probes.stop()
-	time.Sleep(500 * time.Millisecond) // a few probes before the kill, to compare
+	time.Sleep(200 * time.Millisecond) // a few probes before the kill, to compare
+	atKill := countContainers(t, ctx, dcli, workEnv)
 
 	killed := time.Now()
 	victim.kill(t)
-	t.Logf("SIGKILLed %s, leader of %v", victim.name, leaderOf(oldLeaders, victim))
+	t.Logf("SIGKILLed %s, leader of both elections, with %d %s containers running and alpha of build %d testing",
+		victim.name, atKill, workService, build.ID)
 
-	// Another replica leads each election the victim led.
 	took := map[string]time.Duration{}
 	for name, prefix := range elections {
-		if oldLeaders[name] != victim {
-			continue
-		}
 		_, r := waitLeader(t, ctx, cli, prefix, survivors, victim, 60*time.Second)
 		took[name] = time.Since(killed)
 		t.Logf("%s: %s leads %s after the kill", name, r.name, took[name].Round(time.Millisecond))
@@ -115,24 +217,119 @@ func TestKillKplaneLeader(t *testing.T) {
 	if err := checker.Check(ctx, newFence); err != nil {
 		t.Errorf("the new leader's fence (revision %d) is refused: %v", newFence.Revision, err)
 	}
-	t.Logf("old term's fence: %v; new term's fence (revision %d) holds", oldErr, newFence.Revision)
+
+	// The autoscaler: the count converges, then holds.
+	converged := waitInstances(t, ctx, cli, dcli, wantScaled, 90*time.Second)
+	t.Logf("%s at %d instances %s after the kill", workService, wantScaled, converged.Sub(killed).Round(time.Millisecond))
+	// The pipeline: the interrupted stage is failed by the new leader.
+	alpha := waitStageDone(t, ctx, builds, build.ID, 60*time.Second)
+	t.Logf("alpha of build %d %s %s after the kill", build.ID, alpha.Status, alpha.Finished.Sub(killed).Round(time.Millisecond))
 
 	time.Sleep(probeTail)
 	res := probes.stop()
+	ok, failed := ld.stop()
 	for _, line := range res.summary() {
 		t.Log(line)
 	}
-	if d, ok := took["headquarter"]; ok && d > leadBound {
+	t.Logf("load on %s: %d requests answered, %d failed", workService, ok, failed)
+	if d := took["headquarter"]; d > leadBound {
 		t.Errorf("a new headquarter leader after %s, want within %s", d, leadBound)
 	}
-	if d, ok := took["hawaii"]; ok && d > leadBound {
+	if d := took["hawaii"]; d > leadBound {
 		t.Errorf("a new pipeline leader after %s, want within %s", d, leadBound)
 	}
 	if f := res.failures(); f != "" {
 		t.Errorf("survivors failed requests around the failover: %s", f)
 	}
+
+	checkScaleActions(t, ctx, dcli, decisions, testStart, killed)
+	checkStageOnce(t, ctx, dcli, builds, build.ID, alphaEnv)
+
 	for _, r := range survivors {
 		r.stop(t)
+	}
+}
+
+// checkScaleActions asserts that every instance was started once (the
+// engine's own event log), none was stopped, and that the decisions
+// store holds no action twice.
+func checkScaleActions(t *testing.T, ctx context.Context, dcli *client.Client, store *headquarter.SQLStore, since, killed time.Time) {
+	t.Helper()
+	starts, stops := containerEvents(t, ctx, dcli, since)
+	if starts != wantScaled || stops != 0 {
+		t.Errorf("the engine started %d and stopped %d %s containers, want %d started (once each) and none stopped", starts, stops, workService, wantScaled)
+	}
+	ds, err := store.Decisions(ctx, headquarter.DecisionQuery{Service: workService, Limit: 200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Reverse(ds) // oldest first
+	type move struct{ from, to int }
+	seen := map[move]int64{}
+	recorded := 0
+	for _, d := range ds {
+		if !d.Executes() {
+			continue
+		}
+		when := "before"
+		if d.Time.After(killed) {
+			when = "after"
+		}
+		t.Logf("decision %d, %s the kill (%s): %s %d -> %d, outcome %s %s", d.ID, when, d.Time.Sub(killed).Round(time.Millisecond),
+			d.Action, d.From, d.To, d.Outcome, d.Error)
+		if d.Outcome != headquarter.OutcomeDone {
+			continue
+		}
+		m := move{d.From, d.To}
+		if id, ok := seen[m]; ok {
+			t.Errorf("decisions %d and %d both scaled %s %d -> %d: one action applied twice", id, d.ID, workService, d.From, d.To)
+		}
+		seen[m] = d.ID
+		recorded += d.To - d.From
+	}
+	t.Logf("recorded scale-ups account for %d instances (sum of To - From), the engine started %d", recorded, starts)
+	if recorded > starts {
+		t.Errorf("recorded decisions started %d instances, the engine %d", recorded, starts)
+	}
+}
+
+// checkStageOnce asserts that the build's alpha stage ran once: one
+// promotion, one "running" and one "failed" audit event, its environment
+// gone, and qa never started.
+func checkStageOnce(t *testing.T, ctx context.Context, dcli *client.Client, builds *hawaii.SQLStore, id int64, env string) {
+	t.Helper()
+	prs, err := builds.Promotions(ctx, hawaii.PromotionQuery{BuildID: id, Limit: hawaii.MaxLimit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(prs) != 1 || prs[0].Env != string(hawaii.StageAlpha) || prs[0].State != hawaii.PromotionFailed || prs[0].Error != hawaii.InterruptedReason {
+		t.Errorf("promotions of build %d: %+v, want one alpha promotion failed %q", id, prs, hawaii.InterruptedReason)
+	}
+	evs, err := builds.AuditEvents(ctx, hawaii.AuditQuery{BuildID: id, Limit: hawaii.MaxLimit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := map[string]int{}
+	for _, e := range evs {
+		if e.Action == hawaii.ActionStageChanged {
+			var d map[string]string
+			_ = json.Unmarshal(e.Details, &d)
+			count[string(e.Stage)+" "+d["status"]]++
+		}
+	}
+	t.Logf("stage changes of build %d: %v", id, count)
+	if want := map[string]int{"alpha running": 1, "alpha failed": 1}; !maps.Equal(count, want) {
+		t.Errorf("stage changes of build %d: %v, want %v (run once, failed once)", id, count, want)
+	}
+	b, err := builds.Build(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if qa := b.Stage(hawaii.StageQA).Status; qa != hawaii.StatusPending {
+		t.Errorf("qa of build %d: %s, want pending", id, qa)
+	}
+	if n := countContainers(t, ctx, dcli, env); n != 0 {
+		t.Errorf("%d containers of the interrupted alpha environment %s remain", n, env)
 	}
 }
 
@@ -160,11 +357,20 @@ func (r *replica) output() string {
 	return r.out.String()
 }
 
-// startReplica runs `kplane server` with a production-style config file:
-// the external etcd cluster, SQLite in its own data dir, the autoscaler
-// (scrape source, 1 s ticks) and the demo pipeline on, with no demo
-// instances started, so the replicas run both elections and nothing else.
-func startReplica(t *testing.T, bin, name string, endpoints []string) *replica {
+// replicaConfig is what the replicas share.
+type replicaConfig struct {
+	endpoints         []string
+	storeDSN, spanDSN string
+	job               string // the alpha test job's script
+}
+
+// startReplica runs `kplane server` with a production config file: the
+// external etcd cluster, the main store and the span store on MariaDB, the
+// docker driver, the autoscaler (scrape source, 1 s ticks) and a pipeline
+// for inventory. The demo starts no instances: the test gives the work.
+// The replica runs in its own process group, so that a kill takes its test
+// jobs with it, as a machine's death would.
+func startReplica(t *testing.T, bin, name string, c replicaConfig) *replica {
 	t.Helper()
 	dir := t.TempDir()
 	listen := freeAddr(t)
@@ -172,14 +378,27 @@ func startReplica(t *testing.T, bin, name string, endpoints []string) *replica {
 data_dir: %s
 etcd:
   endpoints: [%s]
+store:
+  driver: mysql
+  dsn: %q
+traces:
+  store: mysql
+  mysql_dsn: %q
+driver: docker
 demo:
   enabled: true
   inventory: 0
   checkpoint: 0
 autoscaler:
   enabled: true
+  source: scrape
   interval: 1s
-`, listen, dir, strings.Join(endpoints, ", "))
+pipeline:
+  services:
+    - service: inventory
+      alpha: [{name: slow, command: [sh, %q]}]
+      qa: [{name: slow, command: [sh, %q]}]
+`, listen, dir, strings.Join(c.endpoints, ", "), c.storeDSN, c.spanDSN, c.job, c.job)
 	file := filepath.Join(dir, "kplane.yaml")
 	if err := os.WriteFile(file, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
@@ -188,6 +407,7 @@ autoscaler:
 	r.cmd = exec.Command(bin, "server", "--config", file)
 	r.cmd.Stdout, r.cmd.Stderr = r, r
 	r.cmd.Env = append(os.Environ(), "KPLANE_LOG_LEVEL=info")
+	r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := r.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -199,8 +419,8 @@ autoscaler:
 			r.cmd.Process.Signal(syscall.SIGINT)
 			select {
 			case <-r.exited:
-			case <-time.After(30 * time.Second):
-				r.cmd.Process.Kill()
+			case <-time.After(45 * time.Second):
+				syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL)
 				<-r.exited
 			}
 		}
@@ -233,9 +453,10 @@ func (r *replica) waitServing(t *testing.T, within time.Duration) {
 	}
 }
 
+// kill SIGKILLs the replica and the processes it started (test jobs).
 func (r *replica) kill(t *testing.T) {
 	t.Helper()
-	if err := r.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	<-r.exited
@@ -247,8 +468,8 @@ func (r *replica) stop(t *testing.T) {
 	r.cmd.Process.Signal(syscall.SIGINT)
 	select {
 	case <-r.exited:
-	case <-time.After(30 * time.Second):
-		t.Errorf("kplane %s still running 30 s after SIGINT", r.name)
+	case <-time.After(45 * time.Second):
+		t.Errorf("kplane %s still running 45 s after SIGINT", r.name)
 		return
 	}
 	if err := r.cmd.ProcessState; err != nil && !err.Success() {
@@ -287,16 +508,6 @@ type leaderKey struct {
 	Key            []byte
 	Value          string
 	CreateRevision int64
-}
-
-func leaderOf(leaders map[string]*replica, r *replica) []string {
-	var out []string
-	for name, l := range leaders {
-		if l == r {
-			out = append(out, name)
-		}
-	}
-	return out
 }
 
 // probes call every survivor's /healthz, sign-in page and span ingest at a

@@ -9,8 +9,7 @@ import (
 	"testing"
 )
 
-// The kplane binary, built once on first use by a test that needs it, as
-// e2e builds it, and removed when the package's tests end.
+// The kplane binary, built once on first use by a test that needs it, and removed when the package's tests end.
 var (
 	buildOnce sync.Once
 	buildDir  string
@@ -36,6 +35,9 @@ func kplaneBinary(t *testing.T) string {
 		}
 		buildBin = filepath.Join(buildDir, "kplane")
 		cmd := exec.Command("go", "build", "-o", buildBin, "../../cmd/kplane")
+		// Static, as release builds are: the docker driver runs this very
+		// binary in a FROM scratch image.
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("building kplane: %v\n%s", err, out)
 		}
