@@ -26,6 +26,9 @@ type Config struct {
 	// and {env} are replaced. Empty means "/{env}/{service}", or
 	// "/{service}" for a target without an environment.
 	AppID string
+	// AppIDs overrides AppID for some services: service → template with
+	// {service} and {env}, e.g. "/shop/{env}/inventory-api".
+	AppIDs map[string]string
 	// Username and Password, when Username is set, authenticate with HTTP
 	// basic auth (Marathon's --http_credentials).
 	Username, Password string
@@ -90,7 +93,10 @@ func New(cfg Config) (*Driver, error) {
 
 // AppID returns the Marathon app ID of t.
 func (d *Driver) AppID(t signalman.Target) string {
-	tmpl := d.cfg.AppID
+	tmpl, ok := d.cfg.AppIDs[t.Service]
+	if !ok {
+		tmpl = d.cfg.AppID
+	}
 	if tmpl == "" {
 		tmpl = "/{env}/{service}"
 		if t.Env == "" {

@@ -472,3 +472,18 @@ func TestAppID(t *testing.T) {
 		}
 	}
 }
+
+// A service's own template (AppIDs) wins over the driver-wide one.
+func TestAppIDPerService(t *testing.T) {
+	d, err := New(Config{URL: "http://marathon:8080", AppID: "/ticketing/{env}/{service}",
+		AppIDs: map[string]string{"inventory": "shop/{env}/inventory-api"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := d.AppID(prod); got != "/shop/prod/inventory-api" {
+		t.Errorf("inventory: %q", got)
+	}
+	if got := d.AppID(signalman.Target{Service: "checkpoint", Env: "prod"}); got != "/ticketing/prod/checkpoint" {
+		t.Errorf("checkpoint: %q", got)
+	}
+}

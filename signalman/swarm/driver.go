@@ -52,6 +52,11 @@ type Config struct {
 	PollInterval time.Duration
 	// Retries bounds the re-reads after "update out of sequence". 0 means 5.
 	Retries int
+	// Names maps a service to the name of its Swarm service in each env,
+	// a template with {service} and {env} (e.g. "shop_{service}_{env}"),
+	// for services that carry no kplane labels. A service not in Names is
+	// found by the name "<service>-<env>" ("<service>" without env).
+	Names map[string]string
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -184,10 +189,7 @@ func (d *Driver) find(ctx context.Context, t signalman.Target) (string, error) {
 		}
 		return "", fmt.Errorf("%w: services %v all carry the labels of %s", signalman.ErrInvalid, names, t)
 	}
-	name := t.Service
-	if t.Env != "" {
-		name += "-" + t.Env
-	}
+	name := d.Name(t)
 	svc, _, err := d.cfg.API.ServiceInspectWithRaw(ctx, name, swarm.ServiceInspectOptions{})
 	if cerrdefs.IsNotFound(err) {
 		return "", fmt.Errorf("%w: no Swarm service labelled %s=%s,%s=%s or named %q",
@@ -197,6 +199,19 @@ func (d *Driver) find(ctx context.Context, t signalman.Target) (string, error) {
 		return "", fmt.Errorf("swarm: inspect service %s: %w", name, err)
 	}
 	return svc.ID, nil
+}
+
+// Name is the name of the Swarm service of t when no service carries t's
+// labels: Config.Names' template of t.Service, else "<service>-<env>".
+func (d *Driver) Name(t signalman.Target) string {
+	tmpl, ok := d.cfg.Names[t.Service]
+	if !ok {
+		tmpl = "{service}-{env}"
+		if t.Env == "" {
+			tmpl = "{service}"
+		}
+	}
+	return strings.NewReplacer("{service}", t.Service, "{env}", t.Env).Replace(tmpl)
 }
 
 // setReplicas reads the service and writes it back with n replicas and the
