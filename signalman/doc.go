@@ -16,4 +16,12 @@
 // DeployStore: SQLDeployStore on kplane's SQL store (SQLite or
 // MySQL/MariaDB), so that the records survive a restart and every replica
 // sees them, or MemoryDeployStore for tests and a kplane without one.
+//
+// A deploy is owned by the replica that runs it. Each replica holds a key
+// under /kplane/replicas/ on its own etcd session while it runs
+// (Presence); Absence declares a replica gone once its key has been
+// missing for a grace period longer than the session's lease, and a
+// Sweeper on every replica then ends that replica's running deploys as
+// failed, with an "interrupt" step naming it. Signalman never sweeps on a
+// guess: when etcd cannot be read, nothing is declared gone.
 package signalman

@@ -219,10 +219,12 @@ type DeployerConfig struct {
 	// Keep is how many finished deploys the in-memory store remembers;
 	// 0 means 200. It does not apply to a configured Store.
 	Keep int
-	// Owner names this replica in the records of the deploys it runs
-	// (Run interrupts its own deploys left running by a previous life).
-	// It must be stable across restarts and differ between replicas
-	// sharing a Store; "" is fine for one process with its own store.
+	// Owner names this replica in the records of the deploys it runs; it
+	// must differ between replicas sharing a Store ("" is fine for one
+	// process with its own store). Run interrupts the deploys a previous
+	// life with the same Owner left running; kplane names every process
+	// afresh and leaves those to a Sweeper, which ends the deploys of any
+	// replica whose Presence is gone.
 	Owner  string
 	Logger *slog.Logger // nil discards
 	Now    func() time.Time
