@@ -640,14 +640,22 @@ func (p *Pipeline) Review(ctx context.Context, id int64, who auth.Identity, over
 		in.ProdTests = CasesOf(pt)
 		// The builds between prod and the candidate, for their changelogs.
 		lo, hi := prod.ID, b.ID
-		if lo < hi {
-			bs, err := p.store.Builds(ctx, BuildQuery{Service: b.Service, Before: hi + 1, Limit: MaxLimit})
+		// Read back a page at a time and stop at prod: reading MaxLimit
+		// builds whatever the distance would cost a review its speed.
+		for before := hi + 1; lo < hi && len(in.Between) < MaxLimit; {
+			bs, err := p.store.Builds(ctx, BuildQuery{Service: b.Service, Before: before, Limit: DefaultLimit})
 			if err != nil {
 				return Review{}, err
 			}
 			for _, x := range bs {
-				in.Between = append(in.Between, x.Build)
+				if x.ID > lo {
+					in.Between = append(in.Between, x.Build)
+				}
 			}
+			if len(bs) < DefaultLimit || bs[len(bs)-1].ID <= lo {
+				break
+			}
+			before = bs[len(bs)-1].ID
 		}
 	} else {
 		in.Between = []Build{b.Build}

@@ -27,13 +27,21 @@ var (
 	_ prodLister = (*MemoryStore)(nil)
 )
 
-// ProdBuilds implements prodLister with one join driven by the index of
-// builds(service, id) and the primary key of build_stages.
+// prodWindow is how many of a service's newest builds that passed prod
+// are ordered by when they passed: a build promoted again after newer ones
+// is found unless prodWindow newer builds went to prod since.
+const prodWindow = 20
+
+// ProdBuilds implements prodLister with one join that walks the index of
+// builds(service, id) newest first, looking each build's prod record up by
+// primary key, until it has the prodWindow newest builds that passed prod.
 func (s *SQLStore) ProdBuilds(ctx context.Context, service string, n int) ([]BuildView, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT s.build_id FROM builds b
-		JOIN build_stages s ON s.build_id = b.id AND s.stage = ?
-		WHERE b.service = ? AND s.status = ?
-		ORDER BY s.finished DESC, s.build_id DESC LIMIT ?`, string(StageProd), service, string(StatusPassed), n)
+	rows, err := s.db.QueryContext(ctx, `SELECT build_id FROM (
+			SELECT s.build_id, s.finished FROM builds b
+			JOIN build_stages s ON s.build_id = b.id AND s.stage = ?
+			WHERE b.service = ? AND s.status = ?
+			ORDER BY b.id DESC LIMIT ?)
+		ORDER BY finished DESC, build_id DESC LIMIT ?`, string(StageProd), service, string(StatusPassed), max(n, prodWindow), n)
 	if err != nil {
 		return nil, fmt.Errorf("prod builds of %s: %w", service, err)
 	}

@@ -135,15 +135,37 @@ func run(ctx context.Context, nBuilds, nCases, nServices, nRequests int, dbPath 
 	if err := db.QueryRowContext(ctx, `SELECT id FROM builds WHERE service = 'service-0' ORDER BY id DESC LIMIT 1 OFFSET ?`, svcCount/2).Scan(&middle); err != nil {
 		return err
 	}
-	// The review compares the newest build of service-0 with the one in
-	// prod: the middle one, its prod stage passed.
+	// service-0 went to prod every 50 builds (the first of each 50); the
+	// review compares its newest green build with the last of those.
 	var newest int64
 	if err := db.QueryRowContext(ctx, `SELECT MAX(id) FROM builds WHERE service = 'service-0'`).Scan(&newest); err != nil {
 		return err
 	}
-	if _, err := store.SetStage(ctx, hawaii.StageRecord{BuildID: middle, Stage: hawaii.StageProd, Status: hawaii.StatusPassed,
-		Started: time.Now(), Finished: time.Now()}); err != nil {
+	released, err := db.QueryContext(ctx, `SELECT id FROM builds WHERE service = 'service-0' ORDER BY id`)
+	if err != nil {
 		return err
+	}
+	var prodIDs []int64
+	for i := 0; released.Next(); i++ {
+		var id int64
+		if err := released.Scan(&id); err != nil {
+			released.Close()
+			return err
+		}
+		if i%50 == 0 {
+			prodIDs = append(prodIDs, id)
+		}
+	}
+	if err := released.Close(); err != nil {
+		return err
+	}
+	base := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, id := range prodIDs {
+		at := base.Add(time.Duration(id) * time.Minute).Add(3 * time.Hour)
+		if _, err := store.SetStage(ctx, hawaii.StageRecord{BuildID: id, Stage: hawaii.StageProd, Status: hawaii.StatusPassed,
+			Started: at, Finished: at.Add(time.Minute)}); err != nil {
+			return err
+		}
 	}
 	reviewed := newest
 	for id := newest; id > newest-int64(nServices)*50; id -= int64(nServices) {
@@ -251,7 +273,8 @@ func pct(sorted []time.Duration, p int) time.Duration {
 }
 
 // load stores nBuilds builds, each with nCases test cases in alpha and qa
-// and stage records; every tenth build fails one alpha case.
+// and stage records; every tenth build of each service fails one alpha
+// case.
 func load(ctx context.Context, store *hawaii.SQLStore, nBuilds, nCases, nServices int) error {
 	start := time.Now()
 	base := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -269,8 +292,11 @@ func load(ctx context.Context, store *hawaii.SQLStore, nBuilds, nCases, nService
 				Timestamp: at, GUID: "bench-" + strconv.Itoa(k), ReportedAt: at, ReportedBy: "webhook:jenkins",
 				Changelog: []hawaii.Commit{{ID: fmt.Sprintf("%040x", k), Author: "dev", Message: "change " + strconv.Itoa(k), Time: at}},
 			}
+			// Every tenth build of each service fails (k%10 alone would
+			// fail every build of services 0 and 10 and none of the rest).
+			failing := (k/nServices)%10 == 0
 			alpha := hawaii.StatusPassed
-			if k%10 == 0 {
+			if failing {
 				alpha = hawaii.StatusFailed
 			}
 			steps := []hawaii.Step{
@@ -288,7 +314,7 @@ func load(ctx context.Context, store *hawaii.SQLStore, nBuilds, nCases, nService
 					stage = hawaii.StageQA
 				}
 				msg := ""
-				if k%10 == 0 && c == 0 {
+				if failing && c == 0 {
 					st, msg = hawaii.TestFailed, "expected stock 0, got -1\nat OrderTest.java:42"
 				}
 				im.Cases = append(im.Cases, hawaii.TestCase{Stage: stage, Suite: svc + ".suite", Class: svc + ".Class" + strconv.Itoa(c%7),
