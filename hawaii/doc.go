@@ -11,7 +11,11 @@
 // the SQL store (SQLite or MySQL/MariaDB) by SQLStore and in memory by
 // MemoryStore. The Pipeline keeps nothing of its own that a restart or a
 // new leader would need: it reads and writes locks, pins and promotions
-// through the Store. VerifySignature checks the HMAC signatures CI
+// through the Store. A promotion is run by one replica (Promotion.Runner):
+// the pipeline leader fails the automatic ones a previous leader left, and
+// a Sweeper on every replica fails, with its stage and one audit event,
+// any promotion whose replica's etcd key (signalman.Presence) has been
+// gone longer than the grace period. VerifySignature checks the HMAC signatures CI
 // webhooks carry (GitHub's X-Hub-Signature-256 and Standard Webhooks).
 //
 // The package does not serve HTTP (web does) and does not know which
