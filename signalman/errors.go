@@ -20,4 +20,7 @@ var (
 	// count while a driver waited for its own change: the other change
 	// stands and was not reverted.
 	ErrSuperseded = errors.New("superseded by another change")
+	// ErrUnsupported means the configured driver cannot do what was asked
+	// (a rolling deploy by kplane on swarm or marathon); nothing was done.
+	ErrUnsupported = errors.New("not supported by this driver")
 )

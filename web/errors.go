@@ -74,6 +74,8 @@ func classify(err error) (status int, body errorBody) {
 	case errors.Is(err, headquarter.ErrNotFound), errors.Is(err, signalman.ErrUnknownService),
 		errors.Is(err, signalman.ErrUnknownDeploy), errors.Is(err, signalman.ErrUnknownInstance):
 		return http.StatusNotFound, errorBody{publicText(err), "not_found"}
+	case errors.Is(err, signalman.ErrUnsupported):
+		return http.StatusNotImplemented, errorBody{publicText(err), "unsupported"}
 	case errors.Is(err, signalman.ErrBusy):
 		return http.StatusConflict, errorBody{publicText(err) + ": retry when it is done", "busy"}
 	case errors.Is(err, headquarter.ErrNotLeader):
@@ -98,7 +100,7 @@ func classify(err error) (status int, body errorBody) {
 // leaves, which reads as noise to a person.
 func publicText(err error) string {
 	msg := err.Error()
-	for _, s := range []error{auth.ErrInvalid, auth.ErrNotFound, auth.ErrExists, auth.ErrForbidden, errMalformed, errNotFound, errMediaType, ktrace.ErrInvalid, ktrace.ErrTooLarge} {
+	for _, s := range []error{auth.ErrInvalid, auth.ErrNotFound, auth.ErrExists, auth.ErrForbidden, errMalformed, errNotFound, errMediaType, ktrace.ErrInvalid, ktrace.ErrTooLarge, signalman.ErrUnsupported} {
 		if trimmed, ok := strings.CutSuffix(msg, ": "+s.Error()); ok {
 			return trimmed
 		}

@@ -38,7 +38,7 @@ type autoscaler struct {
 // to scale down; QPS is the signal a ticket sale moves.
 func demoPolicy(service string) headquarter.Policy {
 	return headquarter.Policy{
-		Service: service, Env: "dev", Min: 2, Max: 8,
+		Service: service, Env: demoEnv, Min: 2, Max: 8,
 		QPS:        headquarter.Threshold{High: 40, Low: 10, Target: 25},
 		CPU:        headquarter.Threshold{Disabled: true},
 		Memory:     headquarter.Threshold{Disabled: true},
@@ -64,9 +64,9 @@ func newAutoscaler(ctx context.Context, cfg Config, cli *clientv3.Client, db *sq
 	if err != nil {
 		return nil, err
 	}
-	log.Info("autoscaler", "source", ac.source(), "prometheus_url", ac.PrometheusURL, "interval", ac.interval())
+	log.Info("autoscaler", "source", ac.source(), "prometheus_url", ac.PrometheusURL, "interval", ac.interval(), "env", cfg.autoscalerEnv())
 	sc, err := scout.New(scout.Config{
-		Sources: []scout.Source{src}, Registry: envRegistry{services, autoscaledEnv}, Interval: ac.interval(),
+		Sources: []scout.Source{src}, Registry: envRegistry{services, cfg.autoscalerEnv()}, Interval: ac.interval(),
 		Logger: log.With("component", "scout"), Registerer: reg,
 	})
 	if err != nil {
@@ -86,7 +86,7 @@ func newAutoscaler(ctx context.Context, cfg Config, cli *clientv3.Client, db *sq
 	if err != nil {
 		return nil, err
 	}
-	scaler := orchestratorScaler{orch: orch, defaultEnv: autoscaledEnv}
+	scaler := orchestratorScaler{orch: orch, defaultEnv: cfg.autoscalerEnv()}
 	loop, err := headquarter.NewLoop(headquarter.LoopConfig{
 		Observer: scoutObserver{scout: sc}, Scaler: leader.Fenced(scaler), Policies: store, Decisions: store,
 		Interval: ac.interval(), Logger: log.With("component", "headquarter"), Registerer: reg,
@@ -245,13 +245,10 @@ func (m manualScaler) ScaleManually(ctx context.Context, service string, n int, 
 	return res, err
 }
 
-// autoscaledEnv is the environment the autoscaler observes and scales: the
-// demo's. The same service also runs in HAWAII's alpha, qa and prod
-// environments, whose instances are neither this environment's capacity
-// nor its load.
-const autoscaledEnv = "dev"
-
-// envRegistry shows scout only the instances of one environment.
+// envRegistry shows scout only the instances of one environment, the
+// autoscaler's (Config.autoscalerEnv). The same service also runs in
+// HAWAII's alpha, qa and prod environments, whose instances are neither
+// this environment's capacity nor its load.
 type envRegistry struct {
 	all scout.Registry
 	env string

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/kplane/kplane/signalman"
 )
 
 // Config is everything kplane needs to start. It is built in layers:
@@ -36,10 +38,18 @@ type Config struct {
 	Store StoreConfig `yaml:"store"`
 	Auth  AuthConfig  `yaml:"auth"`
 	Demo  DemoConfig  `yaml:"demo"`
-	// Driver runs the demo services: process (children of kplane) or
-	// docker (containers of a FROM scratch image of kplane, built on
-	// first use).
-	Driver string `yaml:"driver" env:"KPLANE_DRIVER"`
+	// Driver runs your services (Services) and the demo's: process
+	// (children of kplane), docker (containers on one engine), swarm
+	// (Docker Swarm services) or marathon (Marathon apps). The demo runs
+	// with process or docker only. Settings of each in the struct of its
+	// name; see signalman.go.
+	Driver   string         `yaml:"driver" env:"KPLANE_DRIVER"`
+	Process  ProcessConfig  `yaml:"process"`
+	Docker   DockerConfig   `yaml:"docker"`
+	Swarm    SwarmConfig    `yaml:"swarm"`
+	Marathon MarathonConfig `yaml:"marathon"`
+	// Services says how Driver runs each of your services, by name.
+	Services map[string]ServiceConfig `yaml:"services"`
 
 	Autoscaler AutoscalerConfig `yaml:"autoscaler"`
 	Traces     TracesConfig     `yaml:"traces"`
@@ -92,6 +102,24 @@ type AutoscalerConfig struct {
 	ElasticsearchIndex string `yaml:"elasticsearch_index" env:"KPLANE_ELASTICSEARCH_INDEX"`
 	// Interval between observations and evaluations, a Go duration.
 	Interval string `yaml:"interval" env:"KPLANE_AUTOSCALER_INTERVAL"`
+	// Env is the environment the autoscaler observes and scales, and the
+	// one manual scales and services' start counts apply to when the
+	// service's policy names none. HAWAII runs the same services in
+	// alpha, qa and prod side by side: only this env's instances are the
+	// autoscaler's capacity and load. kplane dev sets dev; "" means dev
+	// when the demo runs, else prod.
+	Env string `yaml:"env" env:"KPLANE_AUTOSCALER_ENV"`
+}
+
+// autoscalerEnv resolves the "" default of Autoscaler.Env.
+func (c Config) autoscalerEnv() string {
+	switch {
+	case c.Autoscaler.Env != "":
+		return c.Autoscaler.Env
+	case c.Demo.Enabled:
+		return demoEnv
+	}
+	return "prod"
 }
 
 // source resolves the "" default of Source.
@@ -175,6 +203,7 @@ func DevConfig() Config {
 	c.Demo.Enabled = true
 	// Short ticks: the demo's spike should be answered within seconds.
 	c.Autoscaler.Interval = "2s"
+	c.Autoscaler.Env = demoEnv
 	return c
 }
 
@@ -301,8 +330,8 @@ func (c *Config) Validate() error {
 	if err := c.Store.validate(c.Traces); err != nil {
 		return err
 	}
-	if c.Driver != "process" && c.Driver != "docker" {
-		return fmt.Errorf("driver %q: want process or docker", c.Driver)
+	if err := c.validateOrchestrator(); err != nil {
+		return err
 	}
 	if c.Demo.Enabled && (c.Demo.Inventory < 0 || c.Demo.Checkpoint < 0) {
 		return errors.New("demo instance counts must not be negative")
@@ -353,6 +382,9 @@ func (c *Config) Validate() error {
 			}
 		default:
 			return fmt.Errorf("autoscaler source %q: want scrape, prometheus or elasticsearch", a.Source)
+		}
+		if a.Env != "" && signalman.ValidEnv(a.Env) != nil {
+			return fmt.Errorf("autoscaler.env %q: use 1 to 40 lowercase letters, digits and inner dashes, like prod", a.Env)
 		}
 		if d, err := time.ParseDuration(a.Interval); err != nil || d < 100*time.Millisecond {
 			return fmt.Errorf("autoscaler interval %q: want a duration of at least 100ms, like 5s", a.Interval)

@@ -42,7 +42,11 @@ func newServerCmd() *cobra.Command {
 		Use:   "server",
 		Short: "Run the kplane control plane from a configuration file",
 		Long: `Run kplane against production dependencies: an etcd cluster (etcd.endpoints)
-and the SQL store. Create the first admin with 'kplane user create'.`,
+and the SQL store. Create the first admin with 'kplane user create'.
+
+Your services are the services: section of the configuration file, run
+by driver: process, docker, swarm or marathon; the autoscaler observes
+and scales autoscaler.env (default prod). See docs/configuration.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := f.load(cmd, DefaultConfig())
@@ -54,5 +58,6 @@ and the SQL store. Create the first admin with 'kplane user create'.`,
 	}
 	f.bindCommon(cmd.Flags())
 	cmd.Flags().StringSliceVar(&f.etcdEndpoints, "etcd-endpoints", nil, "etcd cluster endpoints (env KPLANE_ETCD_ENDPOINTS, comma-separated)")
+	cmd.Flags().StringVar(&f.driver, "driver", "", "run the configured services with process, docker, swarm or marathon (env KPLANE_DRIVER)")
 	return cmd
 }

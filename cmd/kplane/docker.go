@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -21,41 +20,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/docker/docker/client"
 	"github.com/kplane/kplane/examples/ticketing"
 	"github.com/kplane/kplane/registry"
 	"github.com/kplane/kplane/signalman"
 	"github.com/kplane/kplane/signalman/docker"
 )
-
-// demoDriver is what serve needs of the driver that runs the demo.
-type demoDriver interface {
-	signalman.InstanceDriver
-	// Run keeps instances at their count until ctx ends.
-	Run(ctx context.Context) error
-	// Close stops the demo's instances.
-	Close() error
-}
-
-// newDemo returns the driver that runs the demo: cfg.Driver is "process"
-// (children of this binary, the default) or "docker".
-func newDemo(ctx context.Context, cfg Config, endpoints []string, c docker.Confirmer, progress io.Writer, log *slog.Logger) (demoDriver, error) {
-	if cfg.Driver == "docker" {
-		return newDockerDemoDriver(ctx, cfg, endpoints, c, progress, log)
-	}
-	d, err := newDemoDriver(cfg, endpoints, c, log)
-	if err != nil {
-		return nil, err
-	}
-	return d, nil
-}
-
-// dockerDemo runs the demo as containers. The engine restarts crashed
-// containers, so Run only waits; Close removes the demo's containers, as
-// the process driver stops its children.
-type dockerDemo struct {
-	*docker.Driver
-	confirm *closingConfirmer
-}
 
 // closingConfirmer passes the driver's waits to the registry watcher
 // until the demo closes. By then kplane's shutdown has stopped the
@@ -74,17 +44,95 @@ func (c *closingConfirmer) WaitInstances(ctx context.Context, name string, ok fu
 	return c.Confirmer.WaitInstances(ctx, name, ok)
 }
 
-func (d dockerDemo) Run(ctx context.Context) error {
-	<-ctx.Done()
-	return nil
+// newDockerOrchestrator runs the services as containers on the engine of
+// the environment (DOCKER_HOST, else the local socket). The engine keeps
+// them and restarts crashed ones, so Run only waits, and Close leaves your
+// services' containers running for the next kplane to find by label; it
+// removes the demo's, as the process driver stops its children.
+func newDockerOrchestrator(ctx context.Context, cfg Config, deps orchestratorDeps) (*orchestrator, error) {
+	cli, err := docker.NewClient()
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*orchestrator, error) {
+		cli.Close()
+		return nil, err
+	}
+	if _, err := cli.Ping(ctx); err != nil {
+		return fail(fmt.Errorf("driver docker needs a Docker engine: %w", err))
+	}
+	specs := map[string]docker.Spec{}
+	stop := duration(cfg.Docker.StopTimeout)
+	if cfg.Demo.Enabled {
+		demo, err := demoDockerSpecs(ctx, cfg, cli, deps)
+		if err != nil {
+			return fail(err)
+		}
+		for name, s := range demo {
+			specs[name] = s
+		}
+		if stop == 0 {
+			stop = demoStopTimeout
+		}
+	}
+	for name, s := range cfg.Services {
+		specs[name] = docker.Spec{Image: s.Image, Cmd: s.Cmd, Env: s.Env, Binds: s.Binds, User: s.User, Version: s.Version}
+	}
+	confirm := &closingConfirmer{Confirmer: deps.confirm}
+	d, err := docker.New(ctx, docker.Config{
+		Client:      cli,
+		Services:    specs,
+		Confirmer:   confirm,
+		StopTimeout: stop,
+		Network:     cfg.Docker.Network,
+		Subnet:      cfg.Docker.Subnet,
+		Port:        cfg.Docker.Port,
+		Logger:      deps.log,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	o := &orchestrator{Orchestrator: d, driver: "docker", instances: d, demo: cfg.Demo.Enabled}
+	o.close = func() error {
+		var err error
+		if cfg.Demo.Enabled {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*stop+30*time.Second)
+			defer cancel()
+			confirm.closed.Store(true)
+			err = removeDemo(ctx, d, cfg)
+		}
+		return errors.Join(err, d.Close(), cli.Close())
+	}
+	if cfg.Demo.Enabled {
+		// Containers of a previous run that ended without cleaning up
+		// would register with an old image and arguments: start afresh.
+		if err := removeDemo(ctx, d, cfg); err != nil {
+			d.Close()
+			return fail(fmt.Errorf("demo: remove containers of a previous run: %w", err))
+		}
+	}
+	return o, nil
 }
 
-func (d dockerDemo) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*demoStopTimeout+30*time.Second)
-	defer cancel()
-	d.confirm.closed.Store(true)
-	err := d.DestroyEnv(ctx, demoEnv)
-	return errors.Join(err, d.Driver.Close())
+// removeDemo removes the demo's containers: its whole environment when
+// the driver runs nothing else, else its two services there.
+func removeDemo(ctx context.Context, d *docker.Driver, cfg Config) error {
+	if len(cfg.Services) == 0 {
+		return d.DestroyEnv(ctx, demoEnv)
+	}
+	var errs []error
+	for _, svc := range []string{"inventory", "checkpoint"} {
+		for {
+			_, err := d.Scale(ctx, signalman.Target{Service: svc, Env: demoEnv}, 0)
+			if errors.Is(err, signalman.ErrBusy) && ctx.Err() == nil {
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
+			errs = append(errs, err)
+			break
+		}
+	}
+	return errors.Join(errs...)
 }
 
 const demoEnv = "dev"
@@ -93,35 +141,24 @@ const demoEnv = "dev"
 // finish requests.
 const demoStopTimeout = ticketing.ShutdownTimeout + ticketing.DeregisterDelay + 2*time.Second
 
-// newDockerDemoDriver runs the ticketing demo as containers of a FROM
+// demoDockerSpecs runs the ticketing demo as containers of a FROM
 // scratch image, built on first use, of a static binary (see demoBinary).
 // Containers use the host network, so they reach the embedded etcd and
 // this kplane on loopback; the data dir's ticketing directory is
 // bind-mounted at the same path, so inventory instances share one SQLite
 // database, and they run as the current user, so the files stay the
 // user's. Their logs are the engine's: docker logs <container>.
-func newDockerDemoDriver(ctx context.Context, cfg Config, endpoints []string, c docker.Confirmer, progress io.Writer, log *slog.Logger) (demoDriver, error) {
+func demoDockerSpecs(ctx context.Context, cfg Config, cli *client.Client, deps orchestratorDeps) (map[string]docker.Spec, error) {
+	progress := deps.progress
 	bin, err := demoBinary(ctx, progress)
 	if err != nil {
 		return nil, err
 	}
 	sum := sha256.Sum256(bin.exe)
 	tag := "kplane-demo:" + hex.EncodeToString(sum[:6])
-
-	cli, err := docker.NewClient()
-	if err != nil {
-		return nil, err
-	}
-	fail := func(err error) (demoDriver, error) {
-		cli.Close()
-		return nil, err
-	}
-	if _, err := cli.Ping(ctx); err != nil {
-		return fail(fmt.Errorf("demo: --driver docker needs a Docker engine: %w", err))
-	}
 	ok, err := docker.ImageExists(ctx, cli, tag)
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
 	if !ok {
 		fmt.Fprintf(progress, "Building the demo image %s (FROM scratch, %s)...\n", tag, bin.what)
@@ -132,19 +169,19 @@ func newDockerDemoDriver(ctx context.Context, cfg Config, endpoints []string, c 
 			Progress: prefixWriter{w: progress, prefix: "  "},
 		})
 		if err != nil {
-			return fail(fmt.Errorf("demo: %w", err))
+			return nil, fmt.Errorf("demo: %w", err)
 		}
 		fmt.Fprintf(progress, "Built %s in %s.\n", tag, time.Since(start).Round(time.Millisecond))
 	}
 
 	demoDir, err := filepath.Abs(filepath.Join(cfg.DataDir, "ticketing"))
 	if err != nil {
-		return fail(fmt.Errorf("demo: %w", err))
+		return nil, fmt.Errorf("demo: %w", err)
 	}
 	if err := os.MkdirAll(demoDir, 0o700); err != nil {
-		return fail(fmt.Errorf("demo: %w", err))
+		return nil, fmt.Errorf("demo: %w", err)
 	}
-	common := []string{"--listen", "{listen}", "--advertise={advertise}", "--etcd", strings.Join(endpoints, ","),
+	common := []string{"--listen", "{listen}", "--advertise={advertise}", "--etcd", strings.Join(deps.endpoints, ","),
 		"--id", "{id}", "--env", "{env}", "--version", "{version}"}
 	if host, port, err := net.SplitHostPort(cfg.Listen); err == nil && port != "0" {
 		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
@@ -153,7 +190,6 @@ func newDockerDemoDriver(ctx context.Context, cfg Config, endpoints []string, c 
 		common = append(common, "--ktrace", "http://"+net.JoinHostPort(host, port))
 	}
 	user := strconv.Itoa(os.Getuid()) + ":" + strconv.Itoa(os.Getgid())
-	confirm := &closingConfirmer{Confirmer: c}
 	image := func(service string) string {
 		if ref := cfg.Demo.Images[service]; ref != "" {
 			return ref
@@ -168,37 +204,21 @@ func newDockerDemoDriver(ctx context.Context, cfg Config, endpoints []string, c 
 		}
 		return append(slices.Clone(bin.args), service)
 	}
-	d, err := docker.New(ctx, docker.Config{
-		Client: cli,
-		Services: map[string]docker.Spec{
-			"inventory": {
-				Image:   image("inventory"),
-				Cmd:     append(append(args("inventory"), common...), "--db", filepath.Join(demoDir, "inventory.db")),
-				Binds:   []string{demoDir + ":" + demoDir},
-				User:    user,
-				Version: demoVersion,
-			},
-			"checkpoint": {
-				Image:   image("checkpoint"),
-				Cmd:     append(args("checkpoint"), common...),
-				User:    user,
-				Version: demoVersion,
-			},
+	return map[string]docker.Spec{
+		"inventory": {
+			Image:   image("inventory"),
+			Cmd:     append(append(args("inventory"), common...), "--db", filepath.Join(demoDir, "inventory.db")),
+			Binds:   []string{demoDir + ":" + demoDir},
+			User:    user,
+			Version: demoVersion,
 		},
-		Confirmer:   confirm,
-		StopTimeout: demoStopTimeout,
-		Logger:      log,
-	})
-	if err != nil {
-		return fail(err)
-	}
-	// Containers of a previous run that ended without cleaning up would
-	// register with an old image and arguments: start afresh.
-	if err := d.DestroyEnv(ctx, demoEnv); err != nil {
-		d.Close()
-		return fail(fmt.Errorf("demo: remove containers of a previous run: %w", err))
-	}
-	return dockerDemo{Driver: d, confirm: confirm}, nil
+		"checkpoint": {
+			Image:   image("checkpoint"),
+			Cmd:     append(args("checkpoint"), common...),
+			User:    user,
+			Version: demoVersion,
+		},
+	}, nil
 }
 
 // staticDemo is a static Linux binary that runs a demo service.
@@ -264,8 +284,8 @@ func demoBinary(ctx context.Context, progress io.Writer) (staticDemo, error) {
 const kplaneModule = "github.com/kplane/kplane"
 
 // demoLogs says where the demo instances' logs are, for the banner.
-func demoLogs(cfg Config, d demoDriver) string {
-	if _, ok := d.(dockerDemo); ok {
+func demoLogs(cfg Config, driver string) string {
+	if driver == "docker" {
 		// The engine keeps them; no file of kplane's holds them.
 		return "logs: docker logs -f kplane-inventory-" + demoEnv + "-1; containers: docker ps --filter label=" + docker.LabelEnv + "=" + demoEnv
 	}

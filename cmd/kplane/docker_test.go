@@ -8,8 +8,6 @@ import (
 	"testing"
 
 	"github.com/spf13/cobra"
-
-	"github.com/kplane/kplane/signalman/process"
 )
 
 func TestDriverLayers(t *testing.T) {
@@ -22,7 +20,8 @@ func TestDriverLayers(t *testing.T) {
 		"default":        {want: "process"},
 		"env":            {env: map[string]string{"KPLANE_DRIVER": "docker"}, want: "docker"},
 		"flag beats env": {env: map[string]string{"KPLANE_DRIVER": "docker"}, args: []string{"--driver", "process"}, want: "process"},
-		"unknown driver": {args: []string{"--driver", "k8s"}, wantErr: `driver "k8s": want process or docker`},
+		"unknown driver": {args: []string{"--driver", "k8s"}, wantErr: `driver "k8s": want process, docker, swarm or marathon`},
+		"demo on swarm":  {args: []string{"--driver", "swarm"}, wantErr: "the demo runs with driver process or docker, not swarm"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			for k, v := range tc.env {
@@ -96,10 +95,10 @@ func TestDemoBinaryIsStatic(t *testing.T) {
 
 func TestDemoLogsSayWhereTheLogsAre(t *testing.T) {
 	cfg := Config{DataDir: "/var/lib/kplane"}
-	if got := demoLogs(cfg, dockerDemo{}); !strings.Contains(got, "docker logs") || strings.Contains(got, cfg.DataDir) {
+	if got := demoLogs(cfg, "docker"); !strings.Contains(got, "docker logs") || strings.Contains(got, cfg.DataDir) {
 		t.Errorf("docker demo: %q, want a docker logs hint and no log dir", got)
 	}
-	if got := demoLogs(cfg, &process.Driver{}); got != "logs in /var/lib/kplane/logs" {
+	if got := demoLogs(cfg, "process"); got != "logs in /var/lib/kplane/logs" {
 		t.Errorf("process demo: %q", got)
 	}
 }
