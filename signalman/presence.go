@@ -177,6 +177,10 @@ func (p *Presence) Run(ctx context.Context) error {
 	}
 }
 
+// Close revokes the session, removing the key at once; Run does it when
+// its context ends.
+func (p *Presence) Close() { p.close() }
+
 // close revokes the session, removing the key.
 func (p *Presence) close() {
 	p.mu.Lock()

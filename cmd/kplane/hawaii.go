@@ -89,11 +89,12 @@ type pipeline struct {
 	leader *headquarter.Leader
 }
 
-// newPipeline builds the pipeline from cfg. With the demo on the process
+// newPipeline builds the pipeline from cfg; owner is this replica's name
+// (replicaName), the runner of the promotions it starts. With the demo on the process
 // driver and no pipeline configured for inventory, it adds demoPipeline
 // and, in dev, reports the demo builds when there are none.
 func newPipeline(ctx context.Context, cfg Config, dev bool, cli *clientv3.Client, store hawaii.Store,
-	dep hawaii.Deployer, endpoints []string, log *slog.Logger) (*pipeline, error) {
+	dep hawaii.Deployer, endpoints []string, owner string, log *slog.Logger) (*pipeline, error) {
 	services := slices.Clone(cfg.Pipeline.Services)
 	demo := cfg.Demo.Enabled && cfg.Driver != "docker" &&
 		!slices.ContainsFunc(services, func(sp hawaii.ServicePipeline) bool { return sp.Service == "inventory" })
@@ -111,7 +112,7 @@ func newPipeline(ctx context.Context, cfg Config, dev bool, cli *clientv3.Client
 	p, err := hawaii.NewPipeline(hawaii.PipelineConfig{
 		Store: store, Deployer: dep, Pipelines: services,
 		Logger: log.With("component", "hawaii"), EnvTimeout: cfg.Pipeline.envTimeout(),
-		Owner: replicaName(cfg),
+		Owner: owner,
 	})
 	if err != nil {
 		return nil, err
