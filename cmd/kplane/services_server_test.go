@@ -378,3 +378,37 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// With driver marathon kplane scales apps but cannot roll them: a deploy
+// through the API is refused with 501 and says so, and HAWAII is not
+// offered one. (Marathon itself cannot run here: the scale goes to an
+// address where nothing listens, and fails with that.)
+func TestServerOnMarathonRefusesDeploys(t *testing.T) {
+	etcd := etcdtest.Start(t)
+	cfg := serverTestConfig(t, etcd)
+	cfg.Driver = "marathon"
+	cfg.Marathon = MarathonConfig{URL: "http://" + freeListen(t), Timeout: "2s"}
+	cfg.Services = map[string]ServiceConfig{"inventory": {AppID: "/shop/{env}/inventory"}}
+	s := startServer(t, cfg)
+
+	err := s.cli.do(t.Context(), "POST", "/api/v1/deploys", strings.NewReader(`{"service": "inventory", "env": "prod", "version": "2.0.0"}`), nil)
+	var ae *apiError
+	if !errors.As(err, &ae) || ae.Status != 501 || ae.Code != "unsupported" ||
+		!strings.Contains(ae.Message, "driver marathon does not support rolling deploys by kplane yet") {
+		t.Fatalf("deploy on marathon = %v, want 501 unsupported naming the driver", err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err = s.cli.do(t.Context(), "POST", "/api/v1/services/inventory/scale", strings.NewReader(`{"instances": 2}`), nil)
+		if !errors.As(err, &ae) || ae.Code != "not_leader" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !errors.As(err, &ae) || ae.Status < 500 || ae.Code == "not_leader" {
+		t.Fatalf("scale with Marathon unreachable = %v, want a server error", err)
+	}
+	if !strings.Contains(s.stderr.String(), "/shop/prod/inventory") {
+		t.Errorf("the scale did not go to the app's own ID /shop/prod/inventory:\n%s", s.stderr.String())
+	}
+}
