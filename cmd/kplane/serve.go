@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -20,7 +22,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/kplane/kplane/auth"
-	"github.com/kplane/kplane/examples/ticketing"
 	"github.com/kplane/kplane/internal/etcdserver"
 	"github.com/kplane/kplane/ktrace"
 	ktracemysql "github.com/kplane/kplane/ktrace/mysql"
@@ -136,12 +137,15 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer, dev bool) 
 
 	watcher := registry.NewWatcher(registry.WatcherConfig{Client: cli, Logger: log.With("component", "registry")})
 
-	var driver demoDriver
-	if cfg.Demo.Enabled {
-		driver, err = newDemo(ctx, cfg, endpoints, watcher, stderr, log.With("component", "signalman"))
-		if err != nil {
-			return err
-		}
+	// One orchestrator for the demo and your services (cfg.Services).
+	driver, err := newOrchestrator(ctx, cfg, orchestratorDeps{endpoints: endpoints, confirm: watcher,
+		progress: stderr, log: log.With("component", "signalman")})
+	if err != nil {
+		return err
+	}
+	if driver != nil {
+		log.Info("orchestrator", "driver", driver.driver, "services", len(cfg.Services), "demo", driver.demo,
+			"autoscaler_env", cfg.autoscalerEnv())
 	}
 	var as *autoscaler
 	if driver != nil && cfg.Autoscaler.Enabled {
@@ -176,9 +180,9 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer, dev bool) 
 		return err
 	}
 	var deployer *signalman.Deployer
-	if driver != nil {
+	if driver != nil && driver.instances != nil {
 		deployer, err = signalman.NewDeployer(signalman.DeployerConfig{
-			Driver: driver,
+			Driver: driver.instances,
 			Gate:   signalman.HTTPGate{Locator: watcher},
 			Store:  signalman.NewSQLDeployStore(db),
 			Owner:  name,
@@ -187,7 +191,9 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer, dev bool) 
 		if err != nil {
 			return err
 		}
-		webCfg.Deploys = deployer
+	}
+	if driver != nil {
+		webCfg.Deploys = driver.deploys(deployer)
 	}
 	var pipe *pipeline
 	if deployer != nil {
@@ -244,6 +250,8 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer, dev bool) 
 	})
 	if driver != nil {
 		goRun("signalman", driver.Run)
+	}
+	if deployer != nil {
 		goRun("deploys", deployer.Run)
 	}
 	if as != nil {
@@ -261,10 +269,13 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer, dev bool) 
 	}
 
 	url := scheme + "://" + ln.Addr().String()
-	if driver != nil && ctx.Err() == nil {
+	if driver != nil && driver.demo && ctx.Err() == nil {
 		start := time.Now()
 		startDemo(ctx, driver, cfg, log)
 		log.Info("demo started", "took", time.Since(start).Round(time.Millisecond))
+	}
+	if driver != nil && ctx.Err() == nil {
+		startServices(ctx, driver, cfg, cfg.autoscalerEnv(), log)
 	}
 	if ctx.Err() == nil {
 		printBanner(stdout, cfg, url, endpoints, adminToken, dev, driver)
@@ -293,10 +304,10 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer, dev bool) 
 	return err
 }
 
-// newDemoDriver runs the ticketing demo as children of this very binary
-// (`kplane ticketing <service>`), so `go run ./cmd/kplane dev` needs no
-// separate build.
-func newDemoDriver(cfg Config, endpoints []string, c process.Confirmer, log *slog.Logger) (*process.Driver, error) {
+// demoProcessSpecs runs the ticketing demo as children of this very
+// binary (`kplane ticketing <service>`), so `go run ./cmd/kplane dev`
+// needs no separate build.
+func demoProcessSpecs(cfg Config, endpoints []string) (map[string]process.Spec, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("demo: locate kplane binary: %w", err)
@@ -316,26 +327,18 @@ func newDemoDriver(cfg Config, endpoints []string, c process.Confirmer, log *slo
 		}
 		common = append(common, "--ktrace", "http://"+net.JoinHostPort(host, port))
 	}
-	return process.New(process.Config{
-		Services: map[string]process.Spec{
-			"inventory": {
-				Path:    exe,
-				Args:    append(append([]string{"ticketing", "inventory"}, common...), "--db", filepath.Join(demoDir, "inventory.db")),
-				Version: demoVersion,
-			},
-			"checkpoint": {
-				Path:    exe,
-				Args:    append([]string{"ticketing", "checkpoint"}, common...),
-				Version: demoVersion,
-			},
+	return map[string]process.Spec{
+		"inventory": {
+			Path:    exe,
+			Args:    append(append([]string{"ticketing", "inventory"}, common...), "--db", filepath.Join(demoDir, "inventory.db")),
+			Version: demoVersion,
 		},
-		Confirmer: c,
-		// Time to drain: deregister, let callers notice, finish requests.
-		StopTimeout: ticketing.ShutdownTimeout + ticketing.DeregisterDelay + 2*time.Second,
-		LogDir:      filepath.Join(cfg.DataDir, "logs"),
-		StateFile:   filepath.Join(cfg.DataDir, "instances.json"),
-		Logger:      log,
-	})
+		"checkpoint": {
+			Path:    exe,
+			Args:    append([]string{"ticketing", "checkpoint"}, common...),
+			Version: demoVersion,
+		},
+	}, nil
 }
 
 // startDemo scales the demo services in parallel and waits for them. A
@@ -347,7 +350,7 @@ func startDemo(ctx context.Context, d signalman.Orchestrator, cfg Config, log *s
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			t := signalman.Target{Service: svc, Env: "dev"}
+			t := signalman.Target{Service: svc, Env: demoEnv}
 			if _, err := d.Scale(ctx, t, n); err != nil && ctx.Err() == nil {
 				log.Error("demo service did not start", "service", svc, "err", err)
 			}
@@ -367,7 +370,7 @@ func checkEtcd(ctx context.Context, cli *clientv3.Client, endpoints []string) er
 	return nil
 }
 
-func printBanner(w io.Writer, cfg Config, url string, endpoints []string, token string, dev bool, demo demoDriver) {
+func printBanner(w io.Writer, cfg Config, url string, endpoints []string, token string, dev bool, o *orchestrator) {
 	mode := "server"
 	if dev {
 		mode = "dev"
@@ -383,9 +386,13 @@ func printBanner(w io.Writer, cfg Config, url string, endpoints []string, token 
 	}
 	fmt.Fprintf(w, "  etcd:     %s%s\n", strings.Join(endpoints, ","), etcdNote)
 	fmt.Fprintf(w, "  Store:    %s\n", cfg.describeStore())
-	if demo != nil {
+	if o != nil && o.demo {
 		fmt.Fprintf(w, "  Demo:     inventory x%d, checkpoint x%d (%s)\n",
-			cfg.Demo.Inventory, cfg.Demo.Checkpoint, demoLogs(cfg, demo))
+			cfg.Demo.Inventory, cfg.Demo.Checkpoint, demoLogs(cfg, o.driver))
+	}
+	if o != nil && len(cfg.Services) > 0 {
+		names := slices.Sorted(maps.Keys(cfg.Services))
+		fmt.Fprintf(w, "  Services: %s (driver %s, env %s)\n", strings.Join(names, ", "), o.driver, cfg.autoscalerEnv())
 	}
 	if token != "" {
 		fmt.Fprintf(w, "\n  Try:      export KPLANE_ADDR=%s KPLANE_TOKEN=%s\n", url, token)
