@@ -75,9 +75,10 @@ type PipelineConfig struct {
 	// cleaner destroys it; 0 means 15 minutes.
 	EnvTimeout time.Duration
 	// Owner names this replica in the promotions it runs (Runner); Run
-	// ends as failed those a previous life of this replica left
-	// unfinished. Stable across restarts, different between replicas
-	// sharing a Store; "" is fine for one process.
+	// ends as failed those a previous life with the same Owner left
+	// unfinished. Different between replicas sharing a Store; "" is fine
+	// for one process. kplane names every process afresh and leaves a
+	// previous life's promotions to the Sweeper.
 	Owner string
 }
 
