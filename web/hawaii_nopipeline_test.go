@@ -8,14 +8,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/kplane/kplane/auth"
 	"github.com/kplane/kplane/hawaii"
+	"github.com/kplane/kplane/internal/browsertest"
 )
 
-// TestBuildPagesWithoutPipeline: kplane server with no pipeline still
-// lists and shows the builds CI reports, paged test results included;
-// reviewing and promoting say the pipeline is not configured.
-func TestBuildPagesWithoutPipeline(t *testing.T) {
+// newNoPipelineEnv stores one inventory build with 120 alpha test cases,
+// one failing, and serves it without a pipeline.
+func newNoPipelineEnv(t *testing.T) (*env, hawaii.Build) {
+	t.Helper()
 	store := hawaii.NewMemoryStore(nil)
 	b, _, err := store.Report(t.Context(), hawaii.Build{Service: "inventory", Version: "3.0.0", Image: "shop/inventory:3.0.0",
 		SCMRevision: "abc1234", Committer: "erin", Timestamp: time.Now().UTC(), GUID: "np-1"})
@@ -33,7 +36,47 @@ func TestBuildPagesWithoutPipeline(t *testing.T) {
 	if _, err := store.AddResults(t.Context(), b.ID, hawaii.StageAlpha, cases); err != nil {
 		t.Fatal(err)
 	}
-	e := newEnv(t, func(c *Config) { c.Builds = BuildAPI{Store: store} })
+	return newEnv(t, func(c *Config) { c.Builds = BuildAPI{Store: store} }), b
+}
+
+// TestBrowserBuildTestsPaged: the build page opens on the failure,
+// expanded, and its page control walks the passing cases.
+func TestBrowserBuildTestsPaged(t *testing.T) {
+	e, b := newNoPipelineEnv(t)
+	ctx := browsertest.New(t)
+	var first, second, pager string
+	err := chromedp.Run(ctx,
+		chromedp.Navigate(fmt.Sprintf("%s/builds/%d", e.ts.URL, b.ID)),
+		chromedp.WaitVisible("#token", chromedp.ByID),
+		chromedp.SendKeys("#token", e.tokens[auth.Viewer], chromedp.ByID),
+		chromedp.Click("#token-form button", chromedp.ByQuery),
+		chromedp.WaitVisible(`.hw-case-fail details[open] .hw-msg`, chromedp.ByQuery),
+		chromedp.Text(`.hw-cases li:first-child`, &first, chromedp.ByQuery),
+	)
+	if err != nil {
+		t.Fatalf("opening the build page: %v", err)
+	}
+	browsertest.Screenshot(t, ctx, "hawaii-build-tests.png")
+	err = chromedp.Run(ctx,
+		chromedp.Click(`[data-testid="tests-next"]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`[data-case="Test049"]`, chromedp.ByQuery),
+		chromedp.Text(`.hw-cases li:first-child`, &second, chromedp.ByQuery),
+		chromedp.Text(`[data-testid="test-pager"]`, &pager, chromedp.ByQuery),
+	)
+	if err != nil {
+		t.Fatalf("next page of tests: %v", err)
+	}
+	if !strings.Contains(first, "Test117") || !strings.Contains(first, "oversold by one") ||
+		!strings.Contains(second, "Test049") || !strings.Contains(pager, "51–100 of 120") {
+		t.Fatalf("first case %q, second page starts %q, pager %q", first, second, pager)
+	}
+}
+
+// TestBuildPagesWithoutPipeline: kplane server with no pipeline still
+// lists and shows the builds CI reports, paged test results included;
+// reviewing and promoting say the pipeline is not configured.
+func TestBuildPagesWithoutPipeline(t *testing.T) {
+	e, b := newNoPipelineEnv(t)
 	dev := e.signIn(e.tokens[auth.Developer])
 	for name, tc := range map[string]struct {
 		path   string
