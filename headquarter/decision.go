@@ -66,7 +66,19 @@ const (
 	OutcomeBusy Outcome = "busy"
 	// OutcomeFailed: the call failed; Decision.Error says why.
 	OutcomeFailed Outcome = "failed"
+	// OutcomeInProgress: the decision is stored, with its explanation,
+	// before the Scaler is called, and replaced by its final outcome when
+	// the call returns. A leader that dies in between leaves it so.
+	OutcomeInProgress Outcome = "in_progress"
+	// OutcomeInterrupted: the leader that started the action stopped
+	// leading before it returned, and a later leader marked it so
+	// (Decision.Error is InterruptedReason). What the orchestrator did is
+	// unknown; the next leader acts on the instance count it observes.
+	OutcomeInterrupted Outcome = "interrupted"
 )
+
+// InterruptedReason is the Error of an OutcomeInterrupted decision.
+const InterruptedReason = "leader changed during the action"
 
 // MetricVote is one metric's input and vote within a decision.
 type MetricVote struct {
@@ -106,11 +118,16 @@ type Decision struct {
 	Starting int          `json:"starting,omitempty"`
 	Votes    []MetricVote `json:"votes"`
 	DryRun   bool         `json:"dryRun,omitempty"`
-	// Outcome and Error are filled after the Scaler returns; Finished is
-	// when it did.
+	// Outcome is OutcomeInProgress while the Scaler runs, then what it
+	// returned; Error says why it failed; Finished is when it returned.
 	Outcome  Outcome   `json:"outcome,omitempty"`
 	Error    string    `json:"error,omitempty"`
 	Finished time.Time `json:"finished,omitzero"`
+	// Term is the leadership term (the election revision, Fence.Revision)
+	// of the Loop that made an executed decision; zero outside an
+	// election. A new leader interrupts the in-progress decisions of
+	// other terms.
+	Term int64 `json:"term,omitempty"`
 }
 
 // Executes reports whether the decision should be handed to the Scaler.

@@ -214,6 +214,16 @@ func (l *Leader) Current(ctx context.Context) (string, error) {
 	return string(resp.Kvs[0].Value), nil
 }
 
+// Leading checks in etcd that this process leads now: its current fence
+// passes Check. It returns ErrNotLeader when it does not.
+func (l *Leader) Leading(ctx context.Context) error {
+	fence, err := l.Fence()
+	if err == nil {
+		err = l.Check(ctx, fence)
+	}
+	return err
+}
+
 // Fenced wraps s so that every Scale first checks this process's fence in
 // etcd and is refused (OutcomeFailed, ErrNotLeader) when it no longer
 // leads. A window remains between the check and the orchestrator acting;
@@ -228,12 +238,57 @@ type fencedScaler struct {
 }
 
 func (f fencedScaler) Scale(ctx context.Context, req ScaleRequest) (Outcome, error) {
-	fence, err := f.leader.Fence()
-	if err == nil {
-		err = f.leader.Check(ctx, fence)
-	}
-	if err != nil {
+	if err := f.leader.Leading(ctx); err != nil {
 		return OutcomeFailed, fmt.Errorf("scale %s: %w", req.Service, err)
 	}
 	return f.next.Scale(ctx, req)
+}
+
+// FencedDecisions wraps s so that every write (Record, Start, Finish,
+// Interrupt) first checks this process's fence in etcd and is refused
+// with ErrNotLeader, writing nothing, when it no longer leads: a deposed
+// leader that is still alive cannot store a decision or an outcome next
+// to the new leader's. Reads pass through. As with Fenced, a window of
+// one etcd round trip remains between the check and the write.
+func (l *Leader) FencedDecisions(s DecisionStore) DecisionStore {
+	return fencedDecisions{leader: l, next: s}
+}
+
+var _ DecisionStore = fencedDecisions{}
+
+type fencedDecisions struct {
+	leader *Leader
+	next   DecisionStore
+}
+
+func (f fencedDecisions) Record(ctx context.Context, ds ...Decision) error {
+	if err := f.leader.Leading(ctx); err != nil {
+		return fmt.Errorf("record decisions: %w", err)
+	}
+	return f.next.Record(ctx, ds...)
+}
+
+func (f fencedDecisions) Start(ctx context.Context, d Decision) (Decision, error) {
+	if err := f.leader.Leading(ctx); err != nil {
+		return Decision{}, fmt.Errorf("start decision of %s: %w", d.Service, err)
+	}
+	return f.next.Start(ctx, d)
+}
+
+func (f fencedDecisions) Finish(ctx context.Context, d Decision) error {
+	if err := f.leader.Leading(ctx); err != nil {
+		return fmt.Errorf("finish decision %d: %w", d.ID, err)
+	}
+	return f.next.Finish(ctx, d)
+}
+
+func (f fencedDecisions) Interrupt(ctx context.Context, term int64, at time.Time) ([]Decision, error) {
+	if err := f.leader.Leading(ctx); err != nil {
+		return nil, fmt.Errorf("interrupt decisions: %w", err)
+	}
+	return f.next.Interrupt(ctx, term, at)
+}
+
+func (f fencedDecisions) Decisions(ctx context.Context, q DecisionQuery) ([]Decision, error) {
+	return f.next.Decisions(ctx, q)
 }

@@ -69,8 +69,18 @@ type LoopConfig struct {
 	Observer Observer
 	Scaler   Scaler
 	Policies PolicyLister
-	// Decisions stores noteworthy decisions; nil only logs them.
+	// Decisions stores noteworthy decisions; nil only logs them. An
+	// executed decision is stored in progress before the Scaler is called
+	// and finished when it returns; a Scaler is not called when its
+	// intent could not be stored. Under a Leader, give it
+	// Leader.FencedDecisions, so that a deposed leader's writes are refused.
 	Decisions DecisionStore
+	// Fence returns the leadership term the Loop runs in (Leader.Fence):
+	// its revision is stamped on executed decisions, and at the start of
+	// Run the decisions other terms left in progress are marked
+	// interrupted. Nil means no election: every decision left in
+	// progress is an earlier run's.
+	Fence func() (Fence, error)
 	// Interval between ticks; zero is DefaultInterval.
 	Interval time.Duration
 	// ScaleTimeout bounds one Scale call; zero is DefaultScaleTimeout.
@@ -96,8 +106,9 @@ type TickReport struct {
 	// policies, evaluate, dispatch); the rest waited for the CPU.
 	Work      time.Duration
 	Evaluated int
-	// Dispatched counts Scale calls started; Recorded counts decisions
-	// handed to the store (executed ones are recorded when they finish).
+	// Dispatched counts Scale calls started; Recorded counts held
+	// decisions handed to the store (executed ones are stored in progress
+	// by their own goroutine before the Scaler is called).
 	Dispatched int
 	Recorded   int
 	// ObserveError is the observer's error, if any.
@@ -118,6 +129,10 @@ type Loop struct {
 	services map[string]*service
 	policies []Policy
 	gen      uint64
+	term     int64
+	// swept is set once the decisions earlier terms left in progress
+	// have been marked interrupted.
+	swept bool
 
 	results chan Decision
 	record  chan []Decision
@@ -165,12 +180,21 @@ type service struct {
 // on a slow database.
 const recordQueue = 64
 
+// recordTimeout bounds one write of decisions.
+const recordTimeout = 10 * time.Second
+
 // Run ticks until ctx ends, then waits for in-flight Scale calls (whose
 // context it cancels) and for their decisions to be stored. It returns nil
 // when ctx ends; the loop's state (cooldowns, windows) starts fresh on the
 // next Run.
 func (l *Loop) Run(ctx context.Context) error {
 	l.services = map[string]*service{}
+	l.swept, l.term = false, 0
+	if l.cfg.Fence != nil {
+		if f, err := l.cfg.Fence(); err == nil {
+			l.term = f.Revision
+		}
+	}
 	l.results = make(chan Decision, 64)
 	l.record = make(chan []Decision, recordQueue)
 
@@ -209,6 +233,9 @@ func (l *Loop) tick(ctx context.Context, scales *sync.WaitGroup, scheduled time.
 		default:
 		}
 		break
+	}
+	if !l.swept {
+		l.swept = l.interruptEarlier(ctx)
 	}
 	now := l.clock.Now()
 	rep := TickReport{Scheduled: scheduled}
@@ -291,8 +318,26 @@ func (l *Loop) tick(ctx context.Context, scales *sync.WaitGroup, scheduled time.
 	}
 }
 
-// scale runs one decision through the Scaler and reports it back to Run.
+// scale stores one decision in progress, runs it through the Scaler,
+// stores its outcome and reports it back to Run. Without its intent on
+// record it does not act: a leader that died midway would leave an
+// action nobody can see.
 func (l *Loop) scale(ctx context.Context, d Decision) {
+	d.Term = l.term
+	log := l.log.With("service", d.Service, "from", d.From, "to", d.To)
+	stored, err := l.start(ctx, d)
+	if err != nil {
+		d.Outcome, d.Error, d.Finished = OutcomeFailed, err.Error(), l.clock.Now()
+		if errors.Is(err, ErrNotLeader) {
+			log.Warn("not scaling: leadership lost, the decision was refused", "err", err)
+		} else if ctx.Err() == nil {
+			log.Warn("not scaling: cannot store the decision before acting", "err", err)
+		}
+		l.m.dropped.Inc()
+		l.report(ctx, d)
+		return
+	}
+	d = stored
 	sctx, cancel := context.WithTimeout(ctx, l.cfg.ScaleTimeout)
 	out, err := l.cfg.Scaler.Scale(sctx, ScaleRequest{Service: d.Service, Env: d.Env, Instances: d.To})
 	cancel()
@@ -300,32 +345,86 @@ func (l *Loop) scale(ctx context.Context, d Decision) {
 	case err != nil && out != OutcomeBusy:
 		out = OutcomeFailed
 	case err == nil && out != OutcomeDone && out != OutcomeNoOp && out != OutcomeBusy:
-		out = OutcomeFailed
 		err = fmt.Errorf("scaler returned outcome %q without an error", out)
+		out = OutcomeFailed
 	}
 	d.Outcome = out
 	if err != nil {
 		d.Error = err.Error()
 	}
 	d.Finished = l.clock.Now()
-	log := l.log.With("service", d.Service, "from", d.From, "to", d.To, "outcome", string(out))
+	log = log.With("outcome", string(out))
 	if out == OutcomeFailed {
 		log.Warn("scale failed", "err", err)
 	} else {
 		log.Info("scaled", "reason", d.Reason)
 	}
 	// Stored even when ctx ended: the decision happened and explains why
-	// instances may be changing.
-	select {
-	case l.record <- []Decision{d}:
-	case <-ctx.Done():
-		l.recordNow(context.WithoutCancel(ctx), []Decision{d})
-	}
+	// instances may be changing. Refused if leadership was lost: the next
+	// leader marks it interrupted.
+	l.finishStored(context.WithoutCancel(ctx), d, log)
 	l.m.outcome(d)
+	l.report(ctx, d)
+}
+
+func (l *Loop) report(ctx context.Context, d Decision) {
 	select {
 	case l.results <- d:
 	case <-ctx.Done():
 	}
+}
+
+// start stores d in progress; without a store it only gets the outcome.
+func (l *Loop) start(ctx context.Context, d Decision) (Decision, error) {
+	d.Outcome = OutcomeInProgress
+	if l.cfg.Decisions == nil {
+		return d, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, recordTimeout)
+	defer cancel()
+	return l.cfg.Decisions.Start(ctx, d)
+}
+
+func (l *Loop) finishStored(ctx context.Context, d Decision, log *slog.Logger) {
+	if l.cfg.Decisions == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, recordTimeout)
+	defer cancel()
+	err := l.cfg.Decisions.Finish(ctx, d)
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrNotLeader):
+		log.Warn("outcome not stored: leadership lost; the next leader marks the decision interrupted", "decision", d.ID, "err", err)
+	case errors.Is(err, ErrEnded):
+		log.Warn("outcome not stored: a newer leader interrupted the decision", "decision", d.ID)
+	default:
+		l.m.dropped.Inc()
+		log.Warn("outcome not stored", "decision", d.ID, "err", err)
+	}
+}
+
+// interruptEarlier marks the decisions other terms left in progress as
+// interrupted, and reports whether that is done (or nothing is stored).
+func (l *Loop) interruptEarlier(ctx context.Context) bool {
+	if l.cfg.Decisions == nil {
+		return true
+	}
+	ictx, cancel := context.WithTimeout(ctx, recordTimeout)
+	defer cancel()
+	ds, err := l.cfg.Decisions.Interrupt(ictx, l.term, l.clock.Now())
+	if err != nil {
+		if ctx.Err() == nil {
+			l.log.Warn("cannot mark the decisions an earlier leader left in progress; retrying next tick", "err", err)
+		}
+		return false
+	}
+	for _, d := range ds {
+		l.m.outcome(d)
+		l.log.Warn("action interrupted by a change of leader", "service", d.Service, "from", d.From, "to", d.To,
+			"decision", d.ID, "term", d.Term, "started", d.Time)
+	}
+	return true
 }
 
 // finish applies a finished scale to the service's state.
@@ -349,10 +448,14 @@ func (l *Loop) recordNow(ctx context.Context, batch []Decision) {
 		}
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, recordTimeout)
 	defer cancel()
 	if err := l.cfg.Decisions.Record(ctx, batch...); err != nil {
 		l.m.dropped.Add(float64(len(batch)))
+		if errors.Is(err, ErrNotLeader) {
+			l.log.Warn("decisions not stored: leadership lost", "err", err, "decisions", len(batch))
+			return
+		}
 		l.log.Warn("record decisions failed", "err", err, "decisions", len(batch))
 	}
 }
@@ -374,7 +477,7 @@ func newLoopMetrics(reg prometheus.Registerer) (loopMetrics, error) {
 		}, []string{"service", "action", "guard"}),
 		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kplane_headquarter_scale_outcomes_total",
-			Help: "Scale calls by service and outcome (done, noop, busy, failed).",
+			Help: "Scale calls by service and outcome (done, noop, busy, failed, and interrupted for those an earlier leader left in progress).",
 		}, []string{"service", "outcome"}),
 		desired: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "kplane_headquarter_desired_instances",

@@ -52,6 +52,8 @@ type fakeScaler struct {
 	block   map[string]chan struct{}
 	calls   []ScaleRequest
 	obs     *fakeObserver
+	// during, if set, is called at the start of each Scale.
+	during func(ScaleRequest)
 }
 
 func (s *fakeScaler) Scale(ctx context.Context, req ScaleRequest) (Outcome, error) {
@@ -59,7 +61,11 @@ func (s *fakeScaler) Scale(ctx context.Context, req ScaleRequest) (Outcome, erro
 	s.calls = append(s.calls, req)
 	out, ok := s.outcome[req.Service]
 	block := s.block[req.Service]
+	during := s.during
 	s.mu.Unlock()
+	if during != nil {
+		during(req)
+	}
 	if block != nil {
 		select {
 		case <-block:
@@ -105,6 +111,12 @@ type loopRig struct {
 
 func startLoop(t *testing.T, services ...string) *loopRig {
 	t.Helper()
+	return startLoopWith(t, nil, services...)
+}
+
+// startLoopWith starts a loop whose config configure may change.
+func startLoopWith(t *testing.T, configure func(r *loopRig, c *LoopConfig), services ...string) *loopRig {
+	t.Helper()
 	r := &loopRig{
 		obs:     &fakeObserver{qps: map[string]float64{}, n: map[string]int{}},
 		store:   NewMemoryStore(),
@@ -121,8 +133,12 @@ func startLoop(t *testing.T, services ...string) *loopRig {
 		}
 		r.obs.set(svc, 2, 50)
 	}
-	loop, err := NewLoop(LoopConfig{Observer: r.obs, Scaler: r.scaler, Policies: r.store, Decisions: r.store,
-		Registerer: r.reg, OnTick: func(rep TickReport) { r.reports <- rep }})
+	cfg := LoopConfig{Observer: r.obs, Scaler: r.scaler, Policies: r.store, Decisions: r.store,
+		Registerer: r.reg, OnTick: func(rep TickReport) { r.reports <- rep }}
+	if configure != nil {
+		configure(r, &cfg)
+	}
+	loop, err := NewLoop(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,8 +199,8 @@ func TestLoopSlowScaleDelaysNobody(t *testing.T) {
 		}
 		r.next(t)
 		ds := r.decisions(t, "slow")
-		if len(ds) != 1 || ds[0].Guard != GuardBusy {
-			t.Fatalf("slow in flight: decisions %+v, want one held as busy", ds)
+		if len(ds) != 2 || ds[0].Guard != GuardBusy || ds[1].Outcome != OutcomeInProgress {
+			t.Fatalf("slow in flight: decisions %+v, want one held as busy and the scale in progress", ds)
 		}
 		close(release)
 		synctest.Wait()
@@ -296,5 +312,148 @@ func TestLoopStopCancelsScale(t *testing.T) {
 		if len(ds) != 1 || ds[0].Outcome != OutcomeFailed || !strings.Contains(ds[0].Error, "context canceled") {
 			t.Errorf("decisions %+v", ds)
 		}
+	})
+}
+
+func TestLoopStoresIntentBeforeScaling(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := startLoopWith(t, func(_ *loopRig, c *LoopConfig) {
+			c.Fence = func() (Fence, error) { return Fence{Key: "/kplane/headquarter/leader/1", Revision: 9}, nil }
+		}, "inventory")
+		var during []Decision
+		r.scaler.during = func(ScaleRequest) { during = r.decisions(t, "inventory") }
+		synctest.Wait()
+		r.obs.set("inventory", 2, 1000)
+		r.next(t)
+
+		if len(during) != 1 {
+			t.Fatalf("while scaling the store held %+v, want the decision", during)
+		}
+		intent := during[0]
+		if intent.Outcome != OutcomeInProgress || intent.ID == 0 || intent.Term != 9 || intent.Action != Up || intent.To != 20 ||
+			intent.Reason == "" || len(intent.Votes) == 0 || !intent.Finished.IsZero() {
+			t.Errorf("intent stored before Scale: %+v, want up to 20, in progress, term 9, explained", intent)
+		}
+		ds := r.decisions(t, "inventory")
+		if len(ds) != 1 || ds[0].ID != intent.ID || ds[0].Outcome != OutcomeDone || ds[0].Reason != intent.Reason ||
+			ds[0].Finished.Before(intent.Time) || ds[0].Term != 9 {
+			t.Errorf("after Scale: %+v, want the same decision done", ds)
+		}
+		r.stop(t)
+	})
+}
+
+func TestLoopInterruptsEarlierTermsOnTakeover(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := NewMemoryStore()
+		// The previous leader (term 4) was killed while scaling 2 → 5.
+		left, err := store.Start(t.Context(), Decision{Time: time.Now().Add(-20 * time.Second), Service: "inventory",
+			Action: Up, Reason: "qps 200/instance above 40", From: 2, To: 5, Term: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		takeover := time.Now()
+		r := startLoopWith(t, func(r *loopRig, c *LoopConfig) {
+			r.store = store
+			c.Policies, c.Decisions = store, store
+			c.Fence = func() (Fence, error) { return Fence{Key: "/kplane/headquarter/leader/2", Revision: 11}, nil }
+		})
+		p := testPolicy()
+		if err := store.PutPolicy(t.Context(), p); err != nil {
+			t.Fatal(err)
+		}
+		// The new leader observes 3 registered instances (the old one's
+		// action started one) and moderate load: nothing to do.
+		r.obs.set("inventory", 3, 50)
+		synctest.Wait()
+		ds := r.decisions(t, "inventory")
+		if len(ds) != 1 || ds[0].ID != left.ID || ds[0].Outcome != OutcomeInterrupted || ds[0].Error != InterruptedReason ||
+			!ds[0].Finished.Equal(takeover) || ds[0].Reason != left.Reason || ds[0].Term != 4 {
+			t.Fatalf("after takeover: %+v, want the earlier term's action interrupted at %v", ds, takeover)
+		}
+		if got := gathered(t, r.reg, "kplane_headquarter_scale_outcomes_total"); got["inventory"] != 1 {
+			t.Errorf("scale outcomes %v, want the interrupted one counted", got)
+		}
+		// Then its own observation decides: a spike at 3 instances.
+		r.obs.set("inventory", 3, 1000)
+		r.next(t)
+		ds = r.decisions(t, "inventory")
+		if len(ds) != 2 || ds[0].From != 3 || ds[0].Outcome != OutcomeDone || ds[0].Term != 11 || ds[1].Outcome != OutcomeInterrupted {
+			t.Errorf("after the spike: %+v", ds)
+		}
+		r.stop(t)
+	})
+}
+
+// refusingStore refuses writes as a fenced store does once leadership is
+// lost.
+type refusingStore struct {
+	*MemoryStore
+	mu      sync.Mutex
+	refuse  bool
+	refused int
+}
+
+func (s *refusingStore) check() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.refuse {
+		s.refused++
+		return ErrNotLeader
+	}
+	return nil
+}
+
+func (s *refusingStore) Start(ctx context.Context, d Decision) (Decision, error) {
+	if err := s.check(); err != nil {
+		return Decision{}, err
+	}
+	return s.MemoryStore.Start(ctx, d)
+}
+
+func (s *refusingStore) Finish(ctx context.Context, d Decision) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	return s.MemoryStore.Finish(ctx, d)
+}
+
+func TestLoopDoesNotActWithoutIntent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var store *refusingStore
+		r := startLoopWith(t, func(r *loopRig, c *LoopConfig) {
+			store = &refusingStore{MemoryStore: r.store}
+			c.Decisions = store
+		}, "inventory")
+		synctest.Wait()
+		store.mu.Lock()
+		store.refuse = true
+		store.mu.Unlock()
+		r.obs.set("inventory", 2, 1000)
+		rep := r.next(t)
+		if rep.Dispatched != 1 || r.scaler.callsFor("inventory") != 0 {
+			t.Errorf("dispatched %d, %d Scale calls: want the decision refused before acting", rep.Dispatched, r.scaler.callsFor("inventory"))
+		}
+		// Leadership lost while scaling: the outcome is refused too, and
+		// the decision stays in progress for the next leader to interrupt.
+		store.mu.Lock()
+		store.refuse = false
+		store.mu.Unlock()
+		r.scaler.mu.Lock()
+		r.scaler.during = func(ScaleRequest) {
+			store.mu.Lock()
+			store.refuse = true
+			store.mu.Unlock()
+		}
+		r.scaler.mu.Unlock()
+		r.next(t)
+		if r.scaler.callsFor("inventory") != 1 {
+			t.Fatalf("%d Scale calls, want 1", r.scaler.callsFor("inventory"))
+		}
+		ds := r.decisions(t, "inventory")
+		if len(ds) != 1 || ds[0].Outcome != OutcomeInProgress {
+			t.Errorf("decisions %+v, want one left in progress", ds)
+		}
+		r.stop(t)
 	})
 }

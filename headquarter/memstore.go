@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 )
 
 // MemoryDecisionCap is how many decisions a MemoryStore keeps; older ones
@@ -46,6 +47,60 @@ func (s *MemoryStore) Record(ctx context.Context, ds ...Decision) error {
 		s.decisions = slices.Delete(s.decisions, 0, over)
 	}
 	return nil
+}
+
+// Start implements DecisionStore.
+func (s *MemoryStore) Start(ctx context.Context, d Decision) (Decision, error) {
+	if err := ctx.Err(); err != nil {
+		return Decision{}, fmt.Errorf("start decision of %s: %w", d.Service, err)
+	}
+	d.Outcome = OutcomeInProgress
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.nextID++
+	d.ID = s.nextID
+	s.decisions = append(s.decisions, cloneDecision(d))
+	if over := len(s.decisions) - MemoryDecisionCap; over > 0 {
+		s.decisions = slices.Delete(s.decisions, 0, over)
+	}
+	return cloneDecision(d), nil
+}
+
+// Finish implements DecisionStore.
+func (s *MemoryStore) Finish(ctx context.Context, d Decision) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("finish decision %d: %w", d.ID, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// In-progress decisions are among the newest.
+	for i := len(s.decisions) - 1; i >= 0; i-- {
+		if s.decisions[i].ID != d.ID {
+			continue
+		}
+		if s.decisions[i].Outcome != OutcomeInProgress {
+			return fmt.Errorf("finish decision %d: %w", d.ID, ErrEnded)
+		}
+		s.decisions[i] = cloneDecision(d)
+		return nil
+	}
+	return fmt.Errorf("finish decision %d: %w", d.ID, ErrNotFound)
+}
+
+// Interrupt implements DecisionStore.
+func (s *MemoryStore) Interrupt(ctx context.Context, term int64, at time.Time) ([]Decision, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("interrupt decisions: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Decision
+	for i := range s.decisions {
+		if interrupt(&s.decisions[i], term, at) {
+			out = append(out, cloneDecision(s.decisions[i]))
+		}
+	}
+	return out, nil
 }
 
 // Decisions implements DecisionStore.

@@ -14,8 +14,8 @@ import (
 )
 
 // SQLStore is a Store on kplane's SQL database, SQLite or MySQL/MariaDB
-// (tables scaling_policies
-// and scaling_decisions, created by internal/sqldb's migrations). Each
+// (tables scaling_policies, scaling_decisions and
+// scaling_decisions_in_progress, created by internal/sqldb's migrations). Each
 // decision is kept whole as JSON beside the columns it is listed by.
 type SQLStore struct {
 	db  *sql.DB
@@ -43,50 +43,183 @@ func NewSQLStore(db *sql.DB, now func() time.Time) *SQLStore {
 }
 
 // Record implements DecisionStore: one transaction per batch.
-func (s *SQLStore) Record(ctx context.Context, ds ...Decision) (err error) {
+func (s *SQLStore) Record(ctx context.Context, ds ...Decision) error {
 	if len(ds) == 0 {
 		return nil
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("record decisions: %w", err)
-	}
-	defer func() {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		ins, err := prepareInsert(ctx, tx)
 		if err != nil {
-			err = errors.Join(err, tx.Rollback())
+			return err
 		}
-	}()
-	ins, err := tx.PrepareContext(ctx, `INSERT INTO scaling_decisions (service, at, action, guard, outcome, explanation) VALUES (?, ?, ?, ?, ?, '')`)
+		defer ins.close()
+		for _, d := range ds {
+			if _, err := ins.insert(ctx, d); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("record decisions: %w", err)
-	}
-	defer ins.Close()
-	// The explanation carries the ID, which is known only after the insert.
-	upd, err := tx.PrepareContext(ctx, `UPDATE scaling_decisions SET explanation = ? WHERE id = ?`)
-	if err != nil {
-		return fmt.Errorf("record decisions: %w", err)
-	}
-	defer upd.Close()
-	for _, d := range ds {
-		res, err := ins.ExecContext(ctx, d.Service, d.Time.UnixNano(), string(d.Action), string(d.Guard), string(d.Outcome))
-		if err != nil {
-			return fmt.Errorf("record decision of %s: %w", d.Service, err)
-		}
-		if d.ID, err = res.LastInsertId(); err != nil {
-			return fmt.Errorf("record decision of %s: %w", d.Service, err)
-		}
-		b, err := json.Marshal(d)
-		if err != nil {
-			return fmt.Errorf("record decision of %s: %w", d.Service, err)
-		}
-		if _, err := upd.ExecContext(ctx, string(b), d.ID); err != nil {
-			return fmt.Errorf("record decision of %s: %w", d.Service, err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("record decisions: %w", err)
 	}
 	return nil
+}
+
+// Start implements DecisionStore: the decision and its row in
+// scaling_decisions_in_progress are written in one transaction.
+func (s *SQLStore) Start(ctx context.Context, d Decision) (Decision, error) {
+	d.Outcome = OutcomeInProgress
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		ins, err := prepareInsert(ctx, tx)
+		if err != nil {
+			return err
+		}
+		defer ins.close()
+		if d, err = ins.insert(ctx, d); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO scaling_decisions_in_progress (id, term) VALUES (?, ?)`, d.ID, d.Term)
+		return err
+	})
+	if err != nil {
+		return Decision{}, fmt.Errorf("start decision of %s: %w", d.Service, err)
+	}
+	return d, nil
+}
+
+// Finish implements DecisionStore. Deleting the in-progress row comes
+// first: only one of Finish and Interrupt can delete it (on MySQL the
+// other waits for the row lock, then finds nothing).
+func (s *SQLStore) Finish(ctx context.Context, d Decision) error {
+	b, err := json.Marshal(d)
+	if err != nil {
+		return fmt.Errorf("finish decision %d: %w", d.ID, err)
+	}
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM scaling_decisions_in_progress WHERE id = ?`, d.ID)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			var outcome string
+			switch err := tx.QueryRowContext(ctx, `SELECT outcome FROM scaling_decisions WHERE id = ?`, d.ID).Scan(&outcome); {
+			case errors.Is(err, sql.ErrNoRows):
+				return ErrNotFound
+			case err != nil:
+				return err
+			}
+			return ErrEnded
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE scaling_decisions SET outcome = ?, explanation = ? WHERE id = ?`, string(d.Outcome), string(b), d.ID)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("finish decision %d: %w", d.ID, err)
+	}
+	return nil
+}
+
+// Interrupt implements DecisionStore.
+func (s *SQLStore) Interrupt(ctx context.Context, term int64, at time.Time) ([]Decision, error) {
+	var out []Decision
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		q := `SELECT d.explanation FROM scaling_decisions_in_progress p JOIN scaling_decisions d ON d.id = p.id`
+		args := []any{}
+		if term != 0 {
+			q += ` WHERE p.term <> ?`
+			args = append(args, term)
+		}
+		q += ` ORDER BY p.id`
+		if s.d.Engine() == sqldb.MySQL {
+			q += ` FOR UPDATE`
+		}
+		rows, err := tx.QueryContext(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		var ended []Decision
+		for rows.Next() {
+			var b []byte
+			if err := rows.Scan(&b); err != nil {
+				rows.Close()
+				return err
+			}
+			var d Decision
+			if err := json.Unmarshal(b, &d); err != nil {
+				rows.Close()
+				return fmt.Errorf("decode: %w", err)
+			}
+			d.Outcome = OutcomeInProgress // whatever the JSON says, the row says so
+			if interrupt(&d, term, at) {
+				ended = append(ended, d)
+			}
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return err
+		}
+		for _, d := range ended {
+			b, err := json.Marshal(d)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `DELETE FROM scaling_decisions_in_progress WHERE id = ?`, d.ID); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE scaling_decisions SET outcome = ?, explanation = ? WHERE id = ?`,
+				string(d.Outcome), string(b), d.ID); err != nil {
+				return err
+			}
+		}
+		out = ended
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("interrupt decisions: %w", err)
+	}
+	return out, nil
+}
+
+// inserter stores decisions within one transaction.
+type inserter struct{ ins, upd *sql.Stmt }
+
+func prepareInsert(ctx context.Context, tx *sql.Tx) (inserter, error) {
+	ins, err := tx.PrepareContext(ctx, `INSERT INTO scaling_decisions (service, at, action, guard, outcome, explanation) VALUES (?, ?, ?, ?, ?, '')`)
+	if err != nil {
+		return inserter{}, err
+	}
+	// The explanation carries the ID, which is known only after the insert.
+	upd, err := tx.PrepareContext(ctx, `UPDATE scaling_decisions SET explanation = ? WHERE id = ?`)
+	if err != nil {
+		ins.Close()
+		return inserter{}, err
+	}
+	return inserter{ins: ins, upd: upd}, nil
+}
+
+func (i inserter) close() {
+	i.ins.Close()
+	i.upd.Close()
+}
+
+func (i inserter) insert(ctx context.Context, d Decision) (Decision, error) {
+	res, err := i.ins.ExecContext(ctx, d.Service, d.Time.UnixNano(), string(d.Action), string(d.Guard), string(d.Outcome))
+	if err != nil {
+		return Decision{}, fmt.Errorf("decision of %s: %w", d.Service, err)
+	}
+	if d.ID, err = res.LastInsertId(); err != nil {
+		return Decision{}, fmt.Errorf("decision of %s: %w", d.Service, err)
+	}
+	b, err := json.Marshal(d)
+	if err != nil {
+		return Decision{}, fmt.Errorf("decision of %s: %w", d.Service, err)
+	}
+	if _, err := i.upd.ExecContext(ctx, string(b), d.ID); err != nil {
+		return Decision{}, fmt.Errorf("decision of %s: %w", d.Service, err)
+	}
+	return d, nil
 }
 
 // Decisions implements DecisionStore.

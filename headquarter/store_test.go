@@ -90,6 +90,77 @@ func testStore(t *testing.T, s Store) {
 			t.Errorf("unknown service: %v, %v", none, err)
 		}
 	})
+	t.Run("decisions in progress, finished and interrupted", func(t *testing.T) {
+		start := func(svc string, term int64) Decision {
+			t.Helper()
+			d, _ := Evaluate(testPolicy(), State{}, input(2, 1000, 0.95, 0.5), t0.Add(time.Hour))
+			d.Service, d.Term = svc, term
+			stored, err := s.Start(ctx, d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if stored.ID == 0 || stored.Outcome != OutcomeInProgress {
+				t.Fatalf("started %+v, want an ID and outcome in_progress", stored)
+			}
+			return stored
+		}
+		listed := func(svc string) Decision {
+			t.Helper()
+			ds, err := s.Decisions(ctx, DecisionQuery{Service: svc})
+			if err != nil || len(ds) != 1 {
+				t.Fatalf("decisions of %s: %+v, %v", svc, ds, err)
+			}
+			return ds[0]
+		}
+		done := start("ip-done", 5)
+		// The intent is on record, with its whole explanation.
+		if g, w := mustJSON(t, listed("ip-done")), mustJSON(t, done); g != w {
+			t.Errorf("in progress:\n got %s\nwant %s", g, w)
+		}
+		done.Outcome, done.Finished = OutcomeDone, t0.Add(time.Hour+time.Second)
+		if err := s.Finish(ctx, done); err != nil {
+			t.Fatal(err)
+		}
+		if g, w := mustJSON(t, listed("ip-done")), mustJSON(t, done); g != w {
+			t.Errorf("finished:\n got %s\nwant %s", g, w)
+		}
+		if err := s.Finish(ctx, done); !errors.Is(err, ErrEnded) {
+			t.Errorf("finished twice: %v, want ErrEnded", err)
+		}
+		if err := s.Finish(ctx, Decision{ID: 1 << 40, Outcome: OutcomeDone}); !errors.Is(err, ErrNotFound) {
+			t.Errorf("finish of an unknown decision: %v, want ErrNotFound", err)
+		}
+
+		old, mine := start("ip-old", 5), start("ip-mine", 7)
+		at := t0.Add(2 * time.Hour)
+		ended, err := s.Interrupt(ctx, 7, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := old
+		want.Outcome, want.Error, want.Finished = OutcomeInterrupted, InterruptedReason, at
+		if len(ended) != 1 || mustJSON(t, ended[0]) != mustJSON(t, want) {
+			t.Errorf("interrupted %+v, want only the earlier term's %+v", ended, want)
+		}
+		if g, w := mustJSON(t, listed("ip-old")), mustJSON(t, want); g != w {
+			t.Errorf("interrupted:\n got %s\nwant %s", g, w)
+		}
+		// The deposed leader's late outcome does not overwrite the mark.
+		old.Outcome = OutcomeDone
+		if err := s.Finish(ctx, old); !errors.Is(err, ErrEnded) {
+			t.Errorf("finish of an interrupted decision: %v, want ErrEnded", err)
+		}
+		if got := listed("ip-mine"); got.Outcome != OutcomeInProgress {
+			t.Errorf("this term's decision is %q, want still in progress", got.Outcome)
+		}
+		if again, err := s.Interrupt(ctx, 7, at); err != nil || len(again) != 0 {
+			t.Errorf("second interrupt: %+v, %v", again, err)
+		}
+		// Term 0 (no election) ends every one.
+		if ended, err := s.Interrupt(ctx, 0, at); err != nil || len(ended) != 1 || ended[0].ID != mine.ID {
+			t.Errorf("interrupt without a term: %+v, %v", ended, err)
+		}
+	})
 	t.Run("policies", func(t *testing.T) {
 		if _, err := s.Policy(ctx, "inventory"); !errors.Is(err, ErrNotFound) {
 			t.Errorf("missing policy: %v, want ErrNotFound", err)
