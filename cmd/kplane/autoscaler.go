@@ -23,7 +23,8 @@ import (
 
 // autoscaler is Scout → Headquarter → Signalman as serve runs it: scout on
 // every replica (the console shows its history), the headquarter loop only
-// on the elected leader, every orchestrator call fenced.
+// on the elected leader, every orchestrator call and every decision the
+// loop writes fenced.
 type autoscaler struct {
 	scout  *scout.Scout
 	store  *headquarter.SQLStore
@@ -88,7 +89,8 @@ func newAutoscaler(ctx context.Context, cfg Config, cli *clientv3.Client, db *sq
 	}
 	scaler := orchestratorScaler{orch: orch, defaultEnv: cfg.autoscalerEnv()}
 	loop, err := headquarter.NewLoop(headquarter.LoopConfig{
-		Observer: scoutObserver{scout: sc}, Scaler: leader.Fenced(scaler), Policies: store, Decisions: store,
+		Observer: scoutObserver{scout: sc}, Scaler: leader.Fenced(scaler), Policies: store,
+		Decisions: leader.FencedDecisions(store), Fence: leader.Fence,
 		Interval: ac.interval(), Logger: log.With("component", "headquarter"), Registerer: reg,
 	})
 	if err != nil {
