@@ -27,6 +27,9 @@ var (
 	// ErrStale means a Standard Webhooks timestamp is outside the allowed
 	// window: an old message replayed, or a badly wrong clock.
 	ErrStale = errors.New("webhook timestamp outside the allowed window")
+	// ErrNotLeader means this replica no longer leads the pipeline: a
+	// write of an automatic stage is refused (PipelineConfig.Fence).
+	ErrNotLeader = errors.New("not the pipeline leader")
 )
 
 // FieldsError names every bad field of a report, with what is wrong with

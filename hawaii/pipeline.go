@@ -80,6 +80,15 @@ type PipelineConfig struct {
 	// for one process. kplane names every process afresh and leaves a
 	// previous life's promotions to the Sweeper.
 	Owner string
+	// Fence, if set, is asked before every write of the automatic stages
+	// (their stage records, promotions, results and audit events, and the
+	// marks Run leaves on interrupted ones): it returns nil while this
+	// replica leads, an error wrapping ErrNotLeader once it does not, and
+	// any other error when it cannot tell (asked again a few times, then
+	// taken as not leading). A refused write is logged and dropped whole.
+	// A person's promotions and rollbacks are not fenced: any replica
+	// serves them. Nil means no election.
+	Fence func(ctx context.Context) error
 }
 
 // ErrBlocked means a promotion or rollback is refused; a *BlockedError
@@ -117,9 +126,12 @@ func (e *BlockedError) Only(codes ...string) bool {
 type Pipeline struct {
 	cfg   PipelineConfig
 	store Store
-	dep   Deployer
-	log   *slog.Logger
-	now   func() time.Time
+	// auto is what the automatic stages write through: the Store, fenced
+	// when PipelineConfig.Fence is set.
+	auto stageWriter
+	dep  Deployer
+	log  *slog.Logger
+	now  func() time.Time
 
 	// prodMu serialises the check-then-start of prod promotions and
 	// rollbacks, so two clicks cannot both pass the review.
@@ -151,6 +163,10 @@ func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
 	}
 	if p.now == nil {
 		p.now = time.Now
+	}
+	p.auto = cfg.Store
+	if cfg.Fence != nil {
+		p.auto = fencedWriter{next: cfg.Store, fence: cfg.Fence}
 	}
 	return p, nil
 }
@@ -252,7 +268,7 @@ func (p *Pipeline) interrupted(ctx context.Context) error {
 		if err := pr.Advance(PromotionFailed, p.now(), InterruptedReason); err != nil {
 			return err
 		}
-		if _, err := p.store.SavePromotion(ctx, pr); err != nil {
+		if _, err := p.auto.SavePromotion(ctx, pr); err != nil {
 			return err
 		}
 		b, err := p.store.Build(ctx, pr.BuildID)
@@ -280,11 +296,11 @@ func (p *Pipeline) interrupted(ctx context.Context) error {
 				step.Finished = p.now()
 				rec.Steps = append(rec.Steps, step)
 			}
-			if _, err := p.store.SetStage(ctx, rec); err != nil {
+			if _, err := p.auto.SetStage(ctx, rec); err != nil {
 				return err
 			}
 		}
-		p.audit(ctx, Event{Actor: "pipeline", Action: ActionStageChanged, Service: pr.Service, BuildID: pr.BuildID,
+		p.auditTo(ctx, p.auto, Event{Actor: "pipeline", Action: ActionStageChanged, Service: pr.Service, BuildID: pr.BuildID,
 			Stage: Stage(pr.Env), Details: Details(map[string]string{"status": string(StatusFailed), "reason": InterruptedReason})})
 		p.log.Warn("promotion interrupted by the last stop marked failed", "promotion", pr.ID, "build", pr.BuildID, "env", pr.Env, "runner", pr.Runner)
 	}
@@ -304,20 +320,44 @@ func (p *Pipeline) held(ctx context.Context, service, env string) []string {
 // stage tracks one stage run: its promotion, its stored record.
 type stageRun struct {
 	p     *Pipeline
+	w     stageWriter // p.auto for the automatic stages
 	promo *Promotion
 	rec   StageRecord
+	// lost is set once a write was refused because this replica no
+	// longer leads: the run does nothing more.
+	lost bool
 }
 
 func (p *Pipeline) begin(ctx context.Context, b Build, st Stage, kind, by string) *stageRun {
 	now := p.now()
 	pr := &Promotion{BuildID: b.ID, Service: b.Service, Version: b.Version, Env: string(st),
 		Kind: kind, State: PromotionPending, By: by, Started: now, Updated: now, Runner: p.cfg.Owner}
-	r := &stageRun{p: p, promo: pr, rec: StageRecord{BuildID: b.ID, Stage: st, Status: StatusRunning, Started: now}}
+	r := &stageRun{p: p, w: p.store, promo: pr, rec: StageRecord{BuildID: b.ID, Stage: st, Status: StatusRunning, Started: now}}
+	if kind == KindAutomatic {
+		r.w = p.auto
+	}
 	r.savePromotion(ctx)
 	r.save(ctx)
-	p.audit(ctx, Event{Actor: actorOr(by), Action: ActionStageChanged, Service: b.Service, BuildID: b.ID, Stage: st,
+	r.audit(ctx, Event{Actor: actorOr(by), Action: ActionStageChanged, Service: b.Service, BuildID: b.ID, Stage: st,
 		Details: Details(map[string]string{"status": string(StatusRunning), "kind": kind})})
 	return r
+}
+
+// failed logs a write that failed; one refused because leadership was
+// lost marks the run lost.
+func (r *stageRun) failed(what string, err error, args ...any) {
+	if errors.Is(err, ErrNotLeader) {
+		r.lost = true
+		r.p.log.Warn(what+" refused: this replica no longer leads the pipeline", append(args, "err", err)...)
+		return
+	}
+	r.p.log.Error(what, append(args, "err", err)...)
+}
+
+func (r *stageRun) audit(ctx context.Context, e Event) {
+	if _, err := r.w.Audit(context.WithoutCancel(ctx), e); err != nil {
+		r.failed("audit", err, "action", e.Action)
+	}
 }
 
 func actorOr(by string) string {
@@ -345,9 +385,9 @@ func (r *stageRun) savePromotion(ctx context.Context) {
 	r.p.mu.Lock()
 	pr := *r.promo
 	r.p.mu.Unlock()
-	saved, err := r.p.store.SavePromotion(context.WithoutCancel(ctx), pr)
+	saved, err := r.w.SavePromotion(context.WithoutCancel(ctx), pr)
 	if err != nil {
-		r.p.log.Error("save promotion", "build", pr.BuildID, "env", pr.Env, "err", err)
+		r.failed("save promotion", err, "build", pr.BuildID, "env", pr.Env)
 		return
 	}
 	r.p.mu.Lock()
@@ -375,20 +415,22 @@ func (r *stageRun) save(ctx context.Context) {
 	// A stage's record must be written even when the runner is stopping,
 	// so that the build does not stay "running" for ever.
 	ctx = context.WithoutCancel(ctx)
-	if _, err := r.p.store.SetStage(ctx, r.rec); err != nil {
-		r.p.log.Error("set stage", "build", r.rec.BuildID, "stage", r.rec.Stage, "err", err)
+	if _, err := r.w.SetStage(ctx, r.rec); err != nil {
+		r.failed("set stage", err, "build", r.rec.BuildID, "stage", r.rec.Stage)
 	}
 }
 
 func (r *stageRun) finish(ctx context.Context, st Status, reason string) {
 	r.rec.Status, r.rec.Finished = st, r.p.now()
 	r.save(ctx)
-	r.p.audit(ctx, Event{Actor: "pipeline", Action: ActionStageChanged, Service: r.promo.Service, BuildID: r.rec.BuildID,
+	r.audit(ctx, Event{Actor: "pipeline", Action: ActionStageChanged, Service: r.promo.Service, BuildID: r.rec.BuildID,
 		Stage: r.rec.Stage, Details: Details(map[string]string{"status": string(st), "reason": reason})})
 }
 
-func (p *Pipeline) audit(ctx context.Context, e Event) {
-	if _, err := p.store.Audit(context.WithoutCancel(ctx), e); err != nil {
+func (p *Pipeline) audit(ctx context.Context, e Event) { p.auditTo(ctx, p.store, e) }
+
+func (p *Pipeline) auditTo(ctx context.Context, w stageWriter, e Event) {
+	if _, err := w.Audit(context.WithoutCancel(ctx), e); err != nil {
 		p.log.Error("audit", "action", e.Action, "err", err)
 	}
 }
@@ -396,6 +438,9 @@ func (p *Pipeline) audit(ctx context.Context, e Event) {
 func (p *Pipeline) runAlpha(ctx context.Context, sp ServicePipeline, b Build) {
 	env := AlphaEnv(b.ID)
 	r := p.begin(ctx, b, StageAlpha, KindAutomatic, "")
+	if r.lost {
+		return // not the leader: create nothing
+	}
 	r.promo.RunEnv = env
 	p.mu.Lock()
 	p.alphaEnvs[env] = true
@@ -431,6 +476,9 @@ func (p *Pipeline) runAlpha(ctx context.Context, sp ServicePipeline, b Build) {
 
 func (p *Pipeline) runQA(ctx context.Context, sp ServicePipeline, b Build) {
 	r := p.begin(ctx, b, StageQA, KindAutomatic, "")
+	if r.lost {
+		return // not the leader: deploy nothing
+	}
 	r.promo.RunEnv = string(StageQA)
 	r.advance(ctx, PromotionDeploying, "")
 	done := r.step(ctx, "rolling deploy to qa")
@@ -456,13 +504,16 @@ func (p *Pipeline) runQA(ctx context.Context, sp ServicePipeline, b Build) {
 
 // runJobs runs the stage's jobs, stores their results and ends the stage.
 func (p *Pipeline) runJobs(ctx context.Context, r *stageRun, jobs []Job, env string, b Build) {
-	if err := p.store.ClearResults(ctx, b.ID, r.rec.Stage); err != nil {
-		p.log.Error("clear results", "build", b.ID, "err", err)
+	if err := r.w.ClearResults(ctx, b.ID, r.rec.Stage); err != nil {
+		r.failed("clear results", err, "build", b.ID)
 	}
 	var failures []string
 	for _, j := range jobs {
+		if r.lost {
+			return // the new leader ends this stage
+		}
 		done := r.step(ctx, "test job "+j.Name)
-		err := p.runJob(ctx, j, env, b, r.rec.Stage)
+		err := p.runJob(ctx, r.w, j, env, b, r.rec.Stage)
 		done(err)
 		if err != nil {
 			failures = append(failures, j.Name+": "+err.Error())
@@ -481,7 +532,7 @@ func (p *Pipeline) runJobs(ctx context.Context, r *stageRun, jobs []Job, env str
 	r.finish(ctx, StatusPassed, "")
 }
 
-func (p *Pipeline) runJob(ctx context.Context, j Job, env string, b Build, st Stage) error {
+func (p *Pipeline) runJob(ctx context.Context, w stageWriter, j Job, env string, b Build, st Stage) error {
 	if len(j.Command) == 0 {
 		return fmt.Errorf("%w: job %s has no command", ErrInvalid, j.Name)
 	}
@@ -512,7 +563,7 @@ func (p *Pipeline) runJob(ctx context.Context, j Job, env string, b Build, st St
 	if err != nil {
 		return err
 	}
-	counts, err := p.store.AddResults(ctx, b.ID, st, cases)
+	counts, err := w.AddResults(ctx, b.ID, st, cases)
 	if err != nil {
 		return fmt.Errorf("store results: %w", err)
 	}
@@ -565,7 +616,7 @@ func (p *Pipeline) clean(ctx context.Context) {
 		p.destroyed[env] = true
 		p.mu.Unlock()
 		p.log.Info("cleaner destroyed an abandoned environment", "env", env, "age", now.Sub(d.Started).Round(time.Second))
-		p.audit(ctx, Event{Actor: "pipeline", Action: "env.cleaned", Service: d.Target.Service,
+		p.auditTo(ctx, p.auto, Event{Actor: "pipeline", Action: "env.cleaned", Service: d.Target.Service,
 			Details: Details(map[string]string{"env": env, "reason": "outlived " + p.cfg.EnvTimeout.String()})})
 	}
 }
