@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"math/rand/v2"
-	"slices"
 	"time"
 
 	"github.com/kplane/kplane/signalman"
@@ -88,17 +86,11 @@ func NewSweeper(cfg SweeperConfig) (*Sweeper, error) {
 // Run sweeps at once and then every Interval until ctx ends; it returns
 // nil. A failed sweep is logged and tried again at the next one.
 func (s *Sweeper) Run(ctx context.Context) error {
-	for {
-		if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
-			s.log.Warn("sweep abandoned promotions", "err", err)
-		}
-		wait := s.cfg.Interval + rand.N(s.cfg.Interval/5+1)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(wait):
-		}
-	}
+	signalman.RunSweeps(ctx, s.cfg.Interval, s.log, "sweep abandoned promotions", func(ctx context.Context) error {
+		_, err := s.Sweep(ctx)
+		return err
+	})
+	return nil
 }
 
 // Sweep ends the running promotions whose runner is gone and returns
@@ -108,35 +100,17 @@ func (s *Sweeper) Sweep(ctx context.Context) ([]Promotion, error) {
 	if err != nil {
 		return nil, err
 	}
-	var runners []string
-	for _, pr := range running {
-		if pr.Runner != "" && pr.Runner != s.cfg.Self && !slices.Contains(runners, pr.Runner) {
-			runners = append(runners, pr.Runner)
-		}
-	}
-	if len(runners) == 0 {
-		return nil, nil
-	}
-	gone, err := s.cfg.Replicas.Gone(ctx, runners)
-	if err != nil {
-		return nil, err
-	}
 	var ended []Promotion
-	var errs []error
-	for _, pr := range running {
-		if !gone[pr.Runner] {
-			continue
-		}
-		got, ok, err := s.cfg.Store.InterruptPromotion(ctx, pr.ID, pr.Runner, s.now(), signalman.ReplicaGone(pr.Runner))
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if ok {
-			ended = append(ended, got)
-			s.log.Warn("promotion of a replica that never came back marked failed", "promotion", pr.ID,
-				"build", pr.BuildID, "env", pr.Env, "replica", pr.Runner)
-		}
-	}
-	return ended, errors.Join(errs...)
+	_, err = signalman.SweepGone(ctx, s.cfg.Replicas, s.cfg.Self, running,
+		func(pr Promotion) string { return pr.Runner },
+		func(pr Promotion) (bool, error) {
+			got, ok, err := s.cfg.Store.InterruptPromotion(ctx, pr.ID, pr.Runner, s.now(), signalman.ReplicaGone(pr.Runner))
+			if ok {
+				ended = append(ended, got)
+				s.log.Warn("promotion of a replica that never came back marked failed", "promotion", pr.ID,
+					"build", pr.BuildID, "env", pr.Env, "replica", pr.Runner)
+			}
+			return ok, err
+		})
+	return ended, err
 }

@@ -97,17 +97,11 @@ func NewSweeper(cfg SweeperConfig) (*Sweeper, error) {
 // Run sweeps at once and then every Interval until ctx ends; it returns
 // nil. A failed sweep is logged and tried again at the next one.
 func (s *Sweeper) Run(ctx context.Context) error {
-	for {
-		if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
-			s.log.Warn("sweep abandoned deploys", "err", err)
-		}
-		wait := s.cfg.Interval + rand.N(s.cfg.Interval/5+1)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(wait):
-		}
-	}
+	RunSweeps(ctx, s.cfg.Interval, s.log, "sweep abandoned deploys", func(ctx context.Context) error {
+		_, err := s.Sweep(ctx)
+		return err
+	})
+	return nil
 }
 
 // Sweep ends the running deploys whose owner is gone, and returns their
@@ -117,34 +111,72 @@ func (s *Sweeper) Sweep(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	ended, err := SweepGone(ctx, s.cfg.Replicas, s.cfg.Self, running,
+		func(d OwnedDeploy) string { return d.Owner },
+		func(d OwnedDeploy) (bool, error) {
+			ok, err := s.cfg.Store.Abandon(ctx, d.ID, d.Owner, s.now(), ReplicaGone(d.Owner))
+			if ok {
+				s.log.Warn("deploy of a replica that never came back marked failed", "deploy", d.ID, "replica", d.Owner)
+			}
+			return ok, err
+		})
+	ids := make([]string, len(ended))
+	for i, d := range ended {
+		ids[i] = d.ID
+	}
+	return ids, err
+}
+
+// SweepGone ends the work whose owner is gone: it asks replicas once
+// about every owner but self (work without an owner is left alone), then
+// calls end for each item of a gone owner, and returns the items end
+// reported ending, with every error end returned.
+func SweepGone[T any](ctx context.Context, replicas Replicas, self string, work []T,
+	owner func(T) string, end func(T) (bool, error)) ([]T, error) {
 	var owners []string
-	for _, d := range running {
-		if d.Owner != "" && d.Owner != s.cfg.Self && !slices.Contains(owners, d.Owner) {
-			owners = append(owners, d.Owner)
+	for _, w := range work {
+		if o := owner(w); o != "" && o != self && !slices.Contains(owners, o) {
+			owners = append(owners, o)
 		}
 	}
 	if len(owners) == 0 {
 		return nil, nil
 	}
-	gone, err := s.cfg.Replicas.Gone(ctx, owners)
+	gone, err := replicas.Gone(ctx, owners)
 	if err != nil {
 		return nil, err
 	}
-	var ended []string
+	var ended []T
 	var errs []error
-	for _, d := range running {
-		if !gone[d.Owner] {
+	for _, w := range work {
+		if o := owner(w); o == "" || o == self || !gone[o] {
 			continue
 		}
-		ok, err := s.cfg.Store.Abandon(ctx, d.ID, d.Owner, s.now(), ReplicaGone(d.Owner))
+		ok, err := end(w)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		if ok {
-			ended = append(ended, d.ID)
-			s.log.Warn("deploy of a replica that never came back marked failed", "deploy", d.ID, "replica", d.Owner)
+			ended = append(ended, w)
 		}
 	}
 	return ended, errors.Join(errs...)
+}
+
+// RunSweeps calls sweep at once and then every interval, each wait
+// jittered by up to a fifth so that replicas do not sweep in lockstep,
+// until ctx ends. A failed sweep is logged as what and tried again at the
+// next one.
+func RunSweeps(ctx context.Context, interval time.Duration, log *slog.Logger, what string, sweep func(context.Context) error) {
+	for {
+		if err := sweep(ctx); err != nil && ctx.Err() == nil {
+			log.Warn(what, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval + rand.N(interval/5+1)):
+		}
+	}
 }
