@@ -10,12 +10,12 @@ import (
 	"time"
 
 	"github.com/kplane/kplane/examples/ticketing"
-	"github.com/kplane/kplane/examples/ticketing/loadgen"
 	"github.com/kplane/kplane/internal/dockertest"
 	"github.com/kplane/kplane/internal/etcdtest"
 	"github.com/kplane/kplane/registry"
 	"github.com/kplane/kplane/signalman"
 	"github.com/kplane/kplane/signalman/docker"
+	"github.com/kplane/kplane/signalman/signalmantest"
 )
 
 // TestZeroFailedRequests is the measurement with the docker
@@ -71,63 +71,5 @@ func TestZeroFailedRequests(t *testing.T) {
 		d.Close()
 	})
 	target := signalman.Target{Service: "inventory", Env: env}
-	if _, err := d.Scale(ctx, target, 4); err != nil {
-		t.Fatal(err)
-	}
-
-	client := registry.NewClient(registry.TransportConfig{Resolver: w})
-	loadCtx, stopLoad := context.WithCancel(ctx)
-	defer stopLoad()
-	reports := make(chan loadgen.Report, 1)
-	go func() {
-		rep, _ := loadgen.Run(loadCtx, loadgen.Config{Target: "http://inventory", Client: client, Rate: 100, Duration: 5 * time.Minute})
-		reports <- rep
-	}()
-	time.Sleep(time.Second) // load established before the changes start
-
-	dep, err := signalman.NewDeployer(signalman.DeployerConfig{Driver: d,
-		Gate: signalman.HTTPGate{Locator: w, Interval: 100 * time.Millisecond, Successes: 3, Timeout: 15 * time.Second}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	res, err := dep.Deploy(ctx, signalman.DeployRequest{Target: target, Version: "v2"})
-	if err != nil || res.State != signalman.DeploySucceeded {
-		t.Fatalf("deploy: %v, %+v", err, res)
-	}
-	t.Logf("rolling deploy of 4 containers: %s (%d steps)", time.Since(start).Round(time.Millisecond), len(res.Steps))
-	for _, in := range w.Instances("inventory") {
-		if in.Version != "v2" {
-			t.Fatalf("registered after the deploy: %s at %s", in.ID, in.Version)
-		}
-	}
-	insts, err := d.Instances(ctx, target)
-	if err != nil || len(insts) != 4 {
-		t.Fatalf("containers after the deploy: %+v, %v; want 4", insts, err)
-	}
-	for _, in := range insts {
-		if in.Version != "v2" {
-			t.Fatalf("container %s labelled %s after the deploy", in.ID, in.Version)
-		}
-	}
-	for _, n := range []int{8, 2} {
-		start := time.Now()
-		if _, err := d.Scale(ctx, target, n); err != nil {
-			t.Fatalf("scale to %d: %v", n, err)
-		}
-		t.Logf("scale to %d: %s", n, time.Since(start).Round(time.Millisecond))
-	}
-	if got := len(w.Instances("inventory")); got != 2 {
-		t.Fatalf("%d instances registered after scaling to 2", got)
-	}
-	time.Sleep(time.Second)
-	stopLoad()
-	rep := <-reports
-	t.Logf("load: %s", rep)
-	if want := int(rep.Elapsed.Seconds() * 100 / 2); rep.OK < want {
-		t.Fatalf("only %d requests answered in %s, want at least %d: the load did not run", rep.OK, rep.Elapsed, want)
-	}
-	if rep.Failed != 0 {
-		t.Fatalf("%d failed requests during the deploy and scaling: %v", rep.Failed, rep.ByStatus)
-	}
+	signalmantest.ZeroFailedRequests(t, ctx, d, w, target)
 }
