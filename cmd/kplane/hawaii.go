@@ -109,16 +109,16 @@ func newPipeline(ctx context.Context, cfg Config, dev bool, cli *clientv3.Client
 	if len(services) == 0 {
 		return nil, nil
 	}
-	p, err := hawaii.NewPipeline(hawaii.PipelineConfig{
-		Store: store, Deployer: dep, Pipelines: services,
-		Logger: log.With("component", "hawaii"), EnvTimeout: cfg.Pipeline.envTimeout(),
-		Owner: owner,
-	})
+	leader, err := headquarter.NewLeader(headquarter.LeaderConfig{Client: cli, Prefix: "/kplane/hawaii/leader",
+		Logger: log.With("component", "leader", "election", "hawaii")})
 	if err != nil {
 		return nil, err
 	}
-	leader, err := headquarter.NewLeader(headquarter.LeaderConfig{Client: cli, Prefix: "/kplane/hawaii/leader",
-		Logger: log.With("component", "leader", "election", "hawaii")})
+	p, err := hawaii.NewPipeline(hawaii.PipelineConfig{
+		Store: store, Deployer: dep, Pipelines: services,
+		Logger: log.With("component", "hawaii"), EnvTimeout: cfg.Pipeline.envTimeout(),
+		Owner: owner, Fence: pipelineFence(leader),
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -128,6 +128,18 @@ func newPipeline(ctx context.Context, cfg Config, dev bool, cli *clientv3.Client
 		}
 	}
 	return &pipeline{p: p, leader: leader}, nil
+}
+
+// pipelineFence is the check before each automatic stage write: this
+// replica still holds the pipeline election's term, in etcd.
+func pipelineFence(leader *headquarter.Leader) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		err := leader.Leading(ctx)
+		if errors.Is(err, headquarter.ErrNotLeader) {
+			return fmt.Errorf("%w: %w", hawaii.ErrNotLeader, err)
+		}
+		return err
+	}
 }
 
 // run drives alpha, qa and the cleaner while this replica leads.
