@@ -515,7 +515,7 @@ func newDecisionView(d headquarter.Decision, now time.Time) decisionView {
 		ID: d.ID, Time: d.Time.UTC().Format(time.RFC3339), When: formatAgo(now.Sub(d.Time)),
 		Service: d.Service, From: d.From, To: d.To,
 		Action: string(d.Action), Guard: strings.ReplaceAll(string(d.Guard), "_", " "), Reason: d.Reason,
-		Outcome: string(d.Outcome),
+		Outcome: strings.ReplaceAll(string(d.Outcome), "_", " "), // "in progress"
 	}
 	if d.Error != "" {
 		dv.Outcome += ": " + d.Error

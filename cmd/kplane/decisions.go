@@ -24,7 +24,10 @@ func newDecisionsCmd() *cobra.Command {
 		Short: "Show the autoscaler's decisions, newest first, with the reason for each",
 		Long: `Show what the autoscaler decided and why: each decision's time, service,
 instance counts, action, the guard that held it back (cooldown,
-stabilization, max, min, missing data, flap, busy, dry run) and the reason.
+stabilization, max, min, missing data, flap, busy, dry run), the outcome
+(in progress while the orchestrator works, then done, noop, busy,
+failed, or interrupted when the leader changed during the action) and
+the reason.
 --json prints every decision in full, with each metric's value, age and vote.`,
 		Example: `  kplane decisions --service inventory --limit 20`,
 		Args:    cobra.NoArgs,
@@ -53,7 +56,7 @@ stabilization, max, min, missing data, flap, busy, dry run) and the reason.
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "TIME\tSERVICE\tFROM→TO\tACTION\tGUARD\tOUTCOME\tREASON")
 			for _, d := range body.Decisions {
-				outcome := string(d.Outcome)
+				outcome := strings.ReplaceAll(string(d.Outcome), "_", " ")
 				if d.Error != "" {
 					outcome += ": " + d.Error
 				}
