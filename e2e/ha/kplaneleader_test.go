@@ -266,7 +266,7 @@ func checkScaleActions(t *testing.T, ctx context.Context, dcli *client.Client, s
 	slices.Reverse(ds) // oldest first
 	type move struct{ from, to int }
 	seen := map[move]int64{}
-	recorded := 0
+	recorded, interrupted := 0, 0
 	for _, d := range ds {
 		if !d.Executes() {
 			continue
@@ -277,6 +277,9 @@ func checkScaleActions(t *testing.T, ctx context.Context, dcli *client.Client, s
 		}
 		t.Logf("decision %d, %s the kill (%s): %s %d -> %d, outcome %s %s", d.ID, when, d.Time.Sub(killed).Round(time.Millisecond),
 			d.Action, d.From, d.To, d.Outcome, d.Error)
+		if d.Outcome == headquarter.OutcomeInterrupted && d.Time.Before(killed) {
+			interrupted++
+		}
 		if d.Outcome != headquarter.OutcomeDone {
 			continue
 		}
@@ -286,6 +289,11 @@ func checkScaleActions(t *testing.T, ctx context.Context, dcli *client.Client, s
 		}
 		seen[m] = d.ID
 		recorded += d.To - d.From
+	}
+	// The scale the kill cut short was stored in progress before r0 acted;
+	// the new leader marked it interrupted.
+	if interrupted != 1 {
+		t.Errorf("%d of the killed leader's decisions are interrupted, want its cut-short scale-up", interrupted)
 	}
 	t.Logf("recorded scale-ups account for %d instances (sum of To - From), the engine started %d", recorded, starts)
 	if recorded > starts {
