@@ -5,7 +5,10 @@
 // (Orchestrator, InstanceDriver), the registry confirmation (Confirmer),
 // the per-target try-lock (Locks), the revert-on-timeout wait of
 // schedulers that converge by themselves (Converge), rolling deploys and
-// environments (Deployer).
+// environments (Deployer). The Deployer rolls instances one at a time
+// through an InstanceDriver (process, docker), or hands the deploy to a
+// Roller (swarm, marathon), whose scheduler rolls by itself while the
+// driver follows it (Follow) and rolls it back when it fails.
 //
 // Signalman does not decide how many instances to run (that is
 // headquarter) and does not locate instances for callers (that is

@@ -46,6 +46,12 @@ func (d *Deployer) CreateEnv(ctx context.Context, env string, services []EnvServ
 	if len(services) == 0 {
 		return nil, fmt.Errorf("%w: environment %s has no services", ErrInvalid, env)
 	}
+	if d.inst == nil {
+		// A Roller only rolls services that already run in the
+		// scheduler: it creates none, so an environment would be
+		// left half-made with nothing to tear it down.
+		return nil, fmt.Errorf("create environment %s: the driver rolls services its scheduler runs and creates or removes none: %w", env, ErrUnsupported)
+	}
 	var out []Deploy
 	for _, s := range services {
 		n := max(s.Instances, 1)
@@ -93,7 +99,10 @@ func (d *Deployer) DestroyEnv(ctx context.Context, env string) error {
 		delete(d.razing, env)
 		d.mu.Unlock()
 	}()
-	if err := d.cfg.Driver.DestroyEnv(ctx, env); err != nil {
+	if d.inst == nil {
+		return fmt.Errorf("destroy environment %s: the driver rolls services its scheduler runs and creates or removes none: %w", env, ErrUnsupported)
+	}
+	if err := d.inst.DestroyEnv(ctx, env); err != nil {
 		return fmt.Errorf("destroy environment %s: %w", env, err)
 	}
 	d.log.Info("environment destroyed", "env", env)

@@ -21,6 +21,11 @@ var (
 	// stands and was not reverted.
 	ErrSuperseded = errors.New("superseded by another change")
 	// ErrUnsupported means the configured driver cannot do what was asked
-	// (a rolling deploy by kplane on swarm or marathon); nothing was done.
+	// (creating or destroying an environment on swarm or marathon);
+	// nothing was done.
 	ErrUnsupported = errors.New("not supported by this driver")
+	// ErrRolledBack means a Roller's rollout failed and the scheduler runs
+	// the previous definition of the service again; the error also wraps
+	// the cause.
+	ErrRolledBack = errors.New("rolled back")
 )

@@ -72,11 +72,11 @@ type Orchestrator interface {
 	Instances(ctx context.Context, target Target) ([]Instance, error)
 }
 
-// InstanceDriver is what rolling deploys and environments need from a
-// driver beyond Scale: instances of a given version, started and stopped
-// one at a time, and a whole environment torn down at once. The process
-// and docker drivers implement it; drivers of schedulers that roll out
-// themselves (swarm, marathon) may not.
+// InstanceDriver is what rolling deploys by kplane and environments need
+// from a driver beyond Scale: instances of a given version, started and
+// stopped one at a time, and a whole environment torn down at once. The
+// process and docker drivers implement it; drivers of schedulers that
+// roll out themselves (swarm, marathon) implement Roller instead.
 //
 // The same concurrency, cancellation and ownership rules as Orchestrator
 // apply. A Start that fails leaves nothing running.

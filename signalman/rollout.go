@@ -211,7 +211,11 @@ func probe(ctx context.Context, client *http.Client, url string) error {
 
 // DeployerConfig configures a Deployer. Driver and Gate are required.
 type DeployerConfig struct {
-	Driver InstanceDriver
+	// Driver is a Roller (swarm, marathon: the scheduler rolls, the
+	// Deployer follows and records) or an InstanceDriver (process,
+	// docker: the Deployer starts and stops instances itself). A driver
+	// that is both is used as a Roller.
+	Driver Orchestrator
 	Gate   HealthGate
 	// Store keeps the deploy records; nil keeps them in memory (the
 	// latest Keep finished ones), lost when the process ends.
@@ -238,6 +242,8 @@ const storeTimeout = 10 * time.Second
 // them in its DeployStore as they go.
 type Deployer struct {
 	cfg   DeployerConfig
+	inst  InstanceDriver // nil when roller is set
+	roll  Roller
 	store DeployStore
 	log   *slog.Logger
 	now   func() time.Time
@@ -262,6 +268,13 @@ func NewDeployer(cfg DeployerConfig) (*Deployer, error) {
 	}
 	d := &Deployer{cfg: cfg, store: cfg.Store, log: cfg.Logger, now: cfg.Now,
 		busy: map[Target]string{}, live: map[string]*record{}}
+	if r, ok := cfg.Driver.(Roller); ok {
+		d.roll = r
+	} else if in, ok := cfg.Driver.(InstanceDriver); ok {
+		d.inst = in
+	} else {
+		return nil, fmt.Errorf("signalman: driver %T can neither roll (Roller) nor start and stop instances (InstanceDriver)", cfg.Driver)
+	}
 	if d.store == nil {
 		d.store = NewMemoryDeployStore(cfg.Keep)
 	}
@@ -585,6 +598,10 @@ func (d *Deployer) execute(ctx context.Context, rec *record, p plan) {
 	d.mu.Unlock()
 	d.log.Info("deploy started", "deploy", dep.ID, "target", dep.Target.String(), "version", dep.Version,
 		"from", dep.FromVersion, "instances", dep.Instances, "max_surge", dep.MaxSurge, "max_unavailable", dep.MaxUnavailable)
+	if d.roll != nil {
+		d.executeRoll(ctx, rec, dep)
+		return
+	}
 	r := &rollout{ctx: ctx, d: d, rec: rec, t: dep.Target, want: dep.Instances}
 	for _, in := range p.old {
 		if in.Version == dep.Version && len(r.new) < r.want {
@@ -676,7 +693,7 @@ func (r *rollout) stopAll(ctx context.Context, from *[]Instance) error {
 func (r *rollout) stopOne(ctx context.Context, from *[]Instance) error {
 	in := (*from)[len(*from)-1]
 	start := r.d.now()
-	err := r.d.cfg.Driver.Stop(ctx, r.t, in.ID)
+	err := r.d.inst.Stop(ctx, r.t, in.ID)
 	if errors.Is(err, ErrUnknownInstance) {
 		err = nil // gone already (crashed and not restarted): nothing to drain
 	}
@@ -692,7 +709,7 @@ func (r *rollout) stopOne(ctx context.Context, from *[]Instance) error {
 // stops the instance again.
 func (r *rollout) startOne(ctx context.Context, version string, into *[]Instance) error {
 	start := r.d.now()
-	in, err := r.d.cfg.Driver.Start(ctx, r.t, version)
+	in, err := r.d.inst.Start(ctx, r.t, version)
 	r.step(ActionStart, in.ID, version, start, err)
 	if err != nil {
 		return fmt.Errorf("start %s at %s: %w", r.t, version, err)
@@ -701,7 +718,7 @@ func (r *rollout) startOne(ctx context.Context, version string, into *[]Instance
 	err = r.d.cfg.Gate.Healthy(ctx, in)
 	r.step(ActionHealth, in.ID, version, start, err)
 	if err != nil {
-		if serr := r.d.cfg.Driver.Stop(ctx, r.t, in.ID); serr != nil && !errors.Is(serr, ErrUnknownInstance) {
+		if serr := r.d.inst.Stop(ctx, r.t, in.ID); serr != nil && !errors.Is(serr, ErrUnknownInstance) {
 			r.step(ActionStop, in.ID, version, r.d.now(), serr)
 			return errors.Join(err, serr)
 		}
@@ -718,4 +735,22 @@ func (r *rollout) step(action, id, version string, start time.Time, err error) {
 		s.Outcome, s.Error = OutcomeFailed, err.Error()
 	}
 	r.d.record(r.ctx, r.rec, s)
+}
+
+// executeRoll hands the deploy to a Roller and records the steps it
+// reports; the Roller rolls back by itself (see Roller).
+func (d *Deployer) executeRoll(ctx context.Context, rec *record, dep Deploy) {
+	err := d.roll.Roll(ctx, dep.Target, dep.Version, RollOptions{
+		Instances: dep.Instances, MaxSurge: dep.MaxSurge, MaxUnavailable: dep.MaxUnavailable, Gate: d.cfg.Gate,
+	}, func(s Step) { d.record(ctx, rec, s) })
+	switch {
+	case err == nil:
+		d.finish(ctx, rec, DeploySucceeded, nil)
+	case ctx.Err() != nil:
+		d.finish(ctx, rec, DeployFailed, fmt.Errorf("deploy interrupted: %w", err))
+	case errors.Is(err, ErrRolledBack):
+		d.finish(ctx, rec, DeployRolledBack, err)
+	default:
+		d.finish(ctx, rec, DeployFailed, err)
+	}
 }
