@@ -60,19 +60,23 @@ const (
 )
 
 // autoscalerRoutes registers the autoscaler: policies, decisions, manual
-// scale and the autoscaler page. Without a policy store (no autoscaler
-// configured) the page says what is coming and the API answers 404.
+// scale and the autoscaler page. Manual scale needs only a Scaler (an
+// orchestrator), and the decisions API only Decisions; without a policy
+// store (no autoscaler configured) the page says what is coming and the
+// policy API answers 404.
 func (s *Server) autoscalerRoutes(_ *gin.Engine, api, ui *gin.RouterGroup) {
+	if s.cfg.Scaler != nil {
+		api.POST("/services/:service/scale", s.requireRole(auth.Developer), s.apiScale)
+	}
+	if s.cfg.Decisions != nil {
+		api.GET("/decisions", s.requireRead(auth.Viewer), s.apiDecisions)
+	}
 	if s.cfg.Policies == nil || s.cfg.Decisions == nil {
 		ui.GET("/autoscaler", s.comingPage(comingAutoscaler))
 		return
 	}
 	api.GET("/policies/:service", s.requireRead(auth.Viewer), s.apiGetPolicy)
 	api.PUT("/policies/:service", s.requireRole(auth.Developer), s.apiPutPolicy)
-	api.GET("/decisions", s.requireRead(auth.Viewer), s.apiDecisions)
-	if s.cfg.Scaler != nil {
-		api.POST("/services/:service/scale", s.requireRole(auth.Developer), s.apiScale)
-	}
 	ui.GET("/autoscaler", s.autoscalerPage)
 	ui.POST("/autoscaler/policies/:service", s.requireCSRF, s.postPolicyForm)
 	ui.GET("/ui/events/autoscaler", s.autoscalerEvents)

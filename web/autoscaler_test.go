@@ -346,6 +346,34 @@ func TestManualScaleAPI(t *testing.T) {
 	}
 }
 
+// With an orchestrator but the autoscaler off, kplane gives the web a
+// Scaler and Decisions and no Policies: a person can still scale by hand
+// and read the manual decisions, while the autoscaler page and policy API
+// say the autoscaler is not configured.
+func TestManualScaleWithoutAutoscaler(t *testing.T) {
+	m := newMemAutoscaler()
+	e := newEnv(t, func(c *Config) { c.Scaler, c.Decisions = m, m })
+	dev, viewer := e.tokens[auth.Developer], e.tokens[auth.Viewer]
+	if r := e.do(nil, "POST", "/api/v1/services/inventory/scale", viewer, strings.NewReader(`{"instances": 3}`)); r.status != http.StatusForbidden {
+		t.Fatalf("viewer scale = %d %s, want 403", r.status, r.body)
+	}
+	r := e.do(nil, "POST", "/api/v1/services/inventory/scale", dev, strings.NewReader(`{"instances": 3}`))
+	var ans scaleAnswer
+	if err := json.Unmarshal([]byte(r.body), &ans); err != nil || r.status != http.StatusOK || ans.To != 3 {
+		t.Fatalf("scale = %d %s", r.status, r.body)
+	}
+	var body struct {
+		Decisions []headquarter.Decision `json:"decisions"`
+	}
+	r = e.do(nil, "GET", "/api/v1/decisions?service=inventory", viewer, nil)
+	if err := json.Unmarshal([]byte(r.body), &body); err != nil || r.status != http.StatusOK || len(body.Decisions) != 1 {
+		t.Fatalf("decisions = %d %s, want the manual scale", r.status, r.body)
+	}
+	if r := e.do(nil, "GET", "/api/v1/policies/inventory", viewer, nil); r.status != http.StatusNotFound {
+		t.Fatalf("policy API without an autoscaler = %d, want 404", r.status)
+	}
+}
+
 func TestAutoscalerPage(t *testing.T) {
 	e, m := newAutoscalerEnv(t, func(c *Config) { c.Now = nil })
 	m.fillHistory(time.Now())

@@ -88,8 +88,9 @@ type Config struct {
 	MaxBodyBytes int64
 	// Policies, Decisions, Scaler and Observations feed the autoscaler API
 	// and page. Without Policies and Decisions the page says the autoscaler
-	// is not configured; without Scaler there is no manual scale route;
-	// without Observations the page shows no charts.
+	// is not configured; Decisions alone serves the decisions API; without
+	// Scaler there is no manual scale route; without Observations the page
+	// shows no charts.
 	Policies     Policies
 	Decisions    Decisions
 	Scaler       ManualScaler

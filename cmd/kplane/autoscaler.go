@@ -102,6 +102,17 @@ func newAutoscaler(ctx context.Context, cfg Config, cli *clientv3.Client, db *sq
 	}, nil
 }
 
+// newManualScaler is the manual scaler of a kplane whose autoscaler is
+// off: no election runs, so nothing fences it; orch serializes the scales
+// of one target across replicas (lockedOrchestrator). Its scales are
+// recorded as "manual" decisions in the SQL store, as with the autoscaler
+// on, and listed by GET /api/v1/decisions.
+func newManualScaler(cfg Config, db *sql.DB, orch signalman.Orchestrator, log *slog.Logger) (manualScaler, *headquarter.SQLStore) {
+	store := headquarter.NewSQLStore(db, nil)
+	return manualScaler{scaler: orchestratorScaler{orch: orch, defaultEnv: cfg.autoscalerEnv()},
+		policies: store, decisions: store, log: log, now: time.Now}, store
+}
+
 // run observes on every replica and decides only while leading.
 func (a *autoscaler) run(ctx context.Context) error {
 	done := make(chan error, 1)
@@ -200,8 +211,9 @@ type fence interface {
 }
 
 // manualScaler serves POST /api/v1/services/{service}/scale: it scales
-// through the orchestrator, fenced like the Loop's calls, and records a
-// "manual" decision so the log explains the change.
+// through the orchestrator, fenced like the Loop's calls when the
+// autoscaler runs (leader set), and records a "manual" decision so the
+// log explains the change.
 type manualScaler struct {
 	scaler    orchestratorScaler
 	leader    fence

@@ -147,9 +147,13 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer, dev bool) 
 		log.Info("orchestrator", "driver", driver.driver, "services", len(cfg.Services), "demo", driver.demo,
 			"autoscaler_env", cfg.autoscalerEnv())
 	}
+	// Scales of one target, by the autoscaler, a person or the start-up
+	// top-up, take turns across replicas.
+	locks := newScaleLocks(ctx, cli)
+	cleanup = append(cleanup, locks.close)
 	var as *autoscaler
 	if driver != nil && cfg.Autoscaler.Enabled {
-		as, err = newAutoscaler(ctx, cfg, cli, db, watcher, driver, reg, log)
+		as, err = newAutoscaler(ctx, cfg, cli, db, watcher, lockedOrchestrator{driver, locks}, reg, log)
 		if err != nil {
 			return fmt.Errorf("autoscaler: %w", err)
 		}
@@ -176,6 +180,10 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer, dev bool) 
 		Ingester:      ingester,
 	}
 	as.configureWeb(&webCfg)
+	if as == nil && driver != nil {
+		// Scaling by hand needs only an orchestrator.
+		webCfg.Scaler, webCfg.Decisions = newManualScaler(cfg, db, lockedOrchestrator{driver, locks}, log)
+	}
 	if webCfg.Builds, err = buildAPI(cfg, db, watcher); err != nil {
 		return err
 	}
@@ -275,7 +283,7 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer, dev bool) 
 		log.Info("demo started", "took", time.Since(start).Round(time.Millisecond))
 	}
 	if driver != nil && ctx.Err() == nil {
-		startServices(ctx, driver, cfg, cfg.autoscalerEnv(), log)
+		startServices(ctx, driver, locks, cfg, cfg.autoscalerEnv(), log)
 	}
 	if ctx.Err() == nil {
 		printBanner(stdout, cfg, url, endpoints, adminToken, dev, driver)

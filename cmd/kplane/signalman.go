@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -413,9 +412,11 @@ func duration(s string) time.Duration {
 }
 
 // startServices starts, in parallel, the instances cfg.Services asks for
-// in env where fewer run, and waits for them. A failure is logged, not
-// fatal: the console is still useful, and the service can be scaled later.
-func startServices(ctx context.Context, o signalman.Orchestrator, cfg Config, env string, log *slog.Logger) {
+// in env where fewer run, and waits for them. Each service's count and
+// start hold its scale lock, so replicas starting together start the
+// missing instances once. A failure is logged, not fatal: the console is
+// still useful, and the service can be scaled later.
+func startServices(ctx context.Context, o signalman.Orchestrator, locks *scaleLocks, cfg Config, env string, log *slog.Logger) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for name, s := range cfg.Services {
@@ -426,18 +427,14 @@ func startServices(ctx context.Context, o signalman.Orchestrator, cfg Config, en
 		go func() {
 			defer wg.Done()
 			t := signalman.Target{Service: name, Env: env}
-			have, err := o.Instances(ctx, t)
-			if err == nil && len(have) >= s.Instances {
-				return
-			}
-			if err != nil && !errors.Is(err, signalman.ErrUnknownService) {
-				log.Warn("cannot list instances", "service", name, "env", env, "err", err)
-			}
-			if _, err := o.Scale(ctx, t, s.Instances); err != nil && ctx.Err() == nil {
+			started, err := topUp(ctx, o, locks, t, s.Instances)
+			if err != nil && ctx.Err() == nil {
 				log.Error("service did not start", "service", name, "env", env, "instances", s.Instances, "err", err)
 				return
 			}
-			log.Info("service started", "service", name, "env", env, "instances", s.Instances)
+			if started {
+				log.Info("service started", "service", name, "env", env, "instances", s.Instances)
+			}
 		}()
 	}
 }
