@@ -236,6 +236,22 @@ func (s *MemoryStore) Results(ctx context.Context, buildID int64, st Stage) ([]T
 	return out, nil
 }
 
+// ResultsPage implements Store.
+func (s *MemoryStore) ResultsPage(ctx context.Context, buildID int64, q ResultQuery) (ResultPage, error) {
+	if err := ctx.Err(); err != nil {
+		return ResultPage{}, err
+	}
+	if err := q.validate(); err != nil {
+		return ResultPage{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.exists(buildID); err != nil {
+		return ResultPage{}, fmt.Errorf("results: %w", err)
+	}
+	return PageResults(s.cases[buildID], q), nil
+}
+
 // Audit implements Store.
 func (s *MemoryStore) Audit(ctx context.Context, e Event) (Event, error) {
 	if err := ctx.Err(); err != nil {

@@ -64,6 +64,13 @@ type Store interface {
 	// Results lists the test cases of a build, of one stage if st is not
 	// empty, in stage order and then insertion order.
 	Results(ctx context.Context, buildID int64, st Stage) ([]TestCase, error)
+	// ResultsPage returns one page of the test cases of a build (of one
+	// stage if q.Stage is not empty) in PageResults' order — failed and
+	// errored first, then the rest, each group in stage then insertion
+	// order — with Total and Failing counting the whole selection. It
+	// reads only the page, not every case. ErrNotFound if the build does
+	// not exist.
+	ResultsPage(ctx context.Context, buildID int64, q ResultQuery) (ResultPage, error)
 
 	// Audit appends an event to the audit log, setting its ID and, when
 	// zero, its time.

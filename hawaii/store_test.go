@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -423,6 +424,73 @@ func testStore(t *testing.T, s Store) {
 		}
 		if _, err := s.SavePromotion(ctx, mk(9999, "qa", PromotionPending, "")); !errors.Is(err, ErrNotFound) {
 			t.Errorf("promotion of an unknown build: %v, want ErrNotFound", err)
+		}
+	})
+	t.Run("one page of results, failures first, with totals", func(t *testing.T) {
+		b, _, err := s.Report(ctx, testBuild("inventory", "paged"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		statuses := []TestStatus{TestPassed, TestFailed, TestPassed, TestSkipped, TestError, TestPassed, TestFailed}
+		add := func(st Stage, prefix string, n int) {
+			var cases []TestCase
+			for i := range n {
+				cases = append(cases, TestCase{BuildID: b.ID, Stage: st, Suite: "s", Class: "c", Name: fmt.Sprintf("%s%02d", prefix, i),
+					Duration: time.Millisecond, Status: statuses[(i+len(prefix))%len(statuses)], Message: "m"})
+			}
+			if _, err := s.AddResults(ctx, b.ID, st, cases); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// QA first, then alpha in two runs: the order is by stage, then
+		// by insertion, whatever order the runs came in.
+		add(StageQA, "q", 9)
+		add(StageAlpha, "a", 11)
+		add(StageAlpha, "b", 5)
+		first, err := s.ResultsPage(ctx, b.ID, ResultQuery{Limit: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, c := range first.Cases {
+			got = append(got, c.Name+":"+string(c.Status))
+		}
+		if want := []string{"a00:failed", "a03:error", "a05:failed"}; !reflect.DeepEqual(got, want) {
+			t.Errorf("first page %v, want %v", got, want)
+		}
+		all, err := s.Results(ctx, b.ID, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, st := range []Stage{"", StageAlpha, StageQA, StageProd} {
+			for _, lim := range []int{1, 4, 7, 50} {
+				for off := 0; off <= 27; off += 3 {
+					q := ResultQuery{Stage: st, Offset: off, Limit: lim}
+					p, err := s.ResultsPage(ctx, b.ID, q)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if g, w := mustJSON(t, p), mustJSON(t, PageResults(all, q)); g != w {
+						t.Fatalf("%+v:\n got %s\nwant %s", q, g, w)
+					}
+				}
+			}
+		}
+		whole, _ := s.ResultsPage(ctx, b.ID, ResultQuery{Limit: MaxLimit})
+		if whole.Total != 25 || whole.Failing != 11 || len(whole.Cases) != 25 || whole.Next() != -1 {
+			t.Errorf("whole build: total %d failing %d cases %d next %d", whole.Total, whole.Failing, len(whole.Cases), whole.Next())
+		}
+		if err := s.ClearResults(ctx, b.ID, StageAlpha); err != nil {
+			t.Fatal(err)
+		}
+		if p, err := s.ResultsPage(ctx, b.ID, ResultQuery{Stage: StageAlpha}); err != nil || p.Total != 0 || len(p.Cases) != 0 {
+			t.Errorf("cleared stage: %+v, %v", p, err)
+		}
+		if _, err := s.ResultsPage(ctx, 9999, ResultQuery{}); !errors.Is(err, ErrNotFound) {
+			t.Errorf("page of a missing build: %v, want ErrNotFound", err)
+		}
+		if _, err := s.ResultsPage(ctx, b.ID, ResultQuery{Stage: "staging"}); !errors.Is(err, ErrInvalid) {
+			t.Errorf("unknown stage: %v, want ErrInvalid", err)
 		}
 	})
 	t.Run("cancelled context", func(t *testing.T) {

@@ -393,17 +393,18 @@ func resultQuery(c *gin.Context) (hawaii.ResultQuery, error) {
 	return q, nil
 }
 
-// buildResults returns the build and the page of its results q selects.
+// buildResults returns the build and the page of its results q selects;
+// the store reads that page only, however many cases the build has.
 func buildResults(ctx context.Context, store hawaii.Store, id int64, q hawaii.ResultQuery) (hawaii.BuildView, hawaii.ResultPage, error) {
 	v, err := store.Build(ctx, id)
 	if err != nil {
 		return v, hawaii.ResultPage{}, err
 	}
-	res, err := store.Results(ctx, id, q.Stage)
+	page, err := store.ResultsPage(ctx, id, q)
 	if err != nil {
 		return v, hawaii.ResultPage{}, err
 	}
-	return v, hawaii.PageResults(res, q), nil
+	return v, page, nil
 }
 
 func (b *buildAPI) get(c *gin.Context) {
