@@ -11,8 +11,8 @@ import (
 // The builds in prod.
 //
 // Which build runs in prod is the one whose prod stage passed last. A
-// store that can answer that from its stage records, without listing the
-// service's builds, implements prodLister; the pipeline asks it first, so
+// store that can answer that exactly without listing the service's builds
+// implements prodLister; the pipeline asks it first, so
 // the builds page and the review stay fast however many builds a service
 // has, and find a prod build however far back it was reported.
 
@@ -27,21 +27,14 @@ var (
 	_ prodLister = (*MemoryStore)(nil)
 )
 
-// prodWindow is how many of a service's newest builds that passed prod
-// are ordered by when they passed: a build promoted again after newer ones
-// is found unless prodWindow newer builds went to prod since.
-const prodWindow = 20
-
-// ProdBuilds implements prodLister with one join that walks the index of
-// builds(service, id) newest first, looking each build's prod record up by
-// primary key, until it has the prodWindow newest builds that passed prod.
+// ProdBuilds implements prodLister from table prod_releases, which holds
+// one row per build whose prod stage passed, written with the stage
+// record: an index walk of (service, finished) newest first, n rows long,
+// however many builds the service has or how long ago the build in prod
+// was first released.
 func (s *SQLStore) ProdBuilds(ctx context.Context, service string, n int) ([]BuildView, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT build_id FROM (
-			SELECT s.build_id, s.finished FROM builds b
-			JOIN build_stages s ON s.build_id = b.id AND s.stage = ?
-			WHERE b.service = ? AND s.status = ?
-			ORDER BY b.id DESC LIMIT ?)
-		ORDER BY finished DESC, build_id DESC LIMIT ?`, string(StageProd), service, string(StatusPassed), max(n, prodWindow), n)
+	rows, err := s.db.QueryContext(ctx, `SELECT build_id FROM prod_releases WHERE service = ?
+		ORDER BY finished DESC, build_id DESC LIMIT ?`, service, n)
 	if err != nil {
 		return nil, fmt.Errorf("prod builds of %s: %w", service, err)
 	}
@@ -66,6 +59,26 @@ func (s *SQLStore) ProdBuilds(ctx context.Context, service string, n int) ([]Bui
 		out = append(out, v)
 	}
 	return out, nil
+}
+
+// syncProdRelease keeps prod_releases in step with rec, a stage record
+// just written in tx: a prod stage that passed is a row, any other status
+// none. Every write of a prod stage's status or finish goes through it
+// (SetStage, Import; the sweeper only ends running stages, which have no
+// row).
+func syncProdRelease(ctx context.Context, tx *sql.Tx, rec StageRecord) error {
+	if rec.Stage != StageProd {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM prod_releases WHERE build_id = ?`, rec.BuildID); err != nil {
+		return err
+	}
+	if rec.Status != StatusPassed {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO prod_releases (build_id, service, finished) SELECT id, service, ? FROM builds WHERE id = ?`,
+		nanos(rec.Finished), rec.BuildID)
+	return err
 }
 
 // ProdBuilds implements prodLister.

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/kplane/kplane/internal/mariadbtest"
+	"github.com/kplane/kplane/internal/sqldb"
 )
 
 // TestProdBuilds: both stores name the builds in prod by their prod
@@ -72,6 +75,113 @@ func TestProdBuilds(t *testing.T) {
 			}
 			if b, err := store.LatestPassed(ctx, "inventory", StageAlpha); err != nil || b != nil {
 				t.Fatalf("latest alpha-green inventory build: %+v, %v; want none", b, err)
+			}
+		})
+	}
+}
+
+// TestProdBuildsExact: a build released long ago and promoted again (a
+// rollback) after more than 20 newer prod releases is the one in prod,
+// in every store; an Import's prod records count too, and a prod stage
+// that stops being passed leaves the list.
+func TestProdBuildsExact(t *testing.T) {
+	stores := map[string]func(t *testing.T) interface {
+		Store
+		prodLister
+	}{
+		"memory": func(*testing.T) interface {
+			Store
+			prodLister
+		} {
+			return NewMemoryStore(fixedNow)
+		},
+		"sqlite": func(t *testing.T) interface {
+			Store
+			prodLister
+		} {
+			return newSQLStore(t)
+		},
+		"mariadb": func(t *testing.T) interface {
+			Store
+			prodLister
+		} {
+			srv := mariadbtest.Start(t)
+			db, err := sqldb.OpenMySQL(t.Context(), srv.NewDatabase(t), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Close() })
+			if err := sqldb.Migrate(t.Context(), db); err != nil {
+				t.Fatal(err)
+			}
+			return NewSQLStore(db, fixedNow)
+		},
+	}
+	for name, open := range stores {
+		t.Run(name, func(t *testing.T) {
+			store := open(t)
+			ctx := t.Context()
+			base := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+			var ids []int64
+			for i := range 30 {
+				b, _, err := store.Report(ctx, Build{Service: "inventory", Version: fmt.Sprintf("1.%d.0", i), Image: "img", SCMRevision: "r",
+					Committer: "c", Timestamp: base, GUID: fmt.Sprintf("px-%d", i)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				ids = append(ids, b.ID)
+				if _, err := store.SetStage(ctx, StageRecord{BuildID: b.ID, Stage: StageProd, Status: StatusPassed,
+					Finished: base.Add(time.Duration(i) * time.Minute)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			inProd := func() int64 {
+				t.Helper()
+				got, err := store.ProdBuilds(ctx, "inventory", 2)
+				if err != nil || len(got) == 0 {
+					t.Fatalf("prod builds: %v, %v", got, err)
+				}
+				return got[0].ID
+			}
+			if got := inProd(); got != ids[29] {
+				t.Fatalf("in prod: build %d, want the last released %d", got, ids[29])
+			}
+			// 1.0.0 rolled back to after 29 newer releases: running, then
+			// passed again.
+			if _, err := store.SetStage(ctx, StageRecord{BuildID: ids[0], Stage: StageProd, Status: StatusRunning, Started: base.Add(time.Hour)}); err != nil {
+				t.Fatal(err)
+			}
+			if got := inProd(); got != ids[29] {
+				t.Fatalf("while 1.0.0 rolls out again: build %d in prod, want %d", got, ids[29])
+			}
+			if _, err := store.SetStage(ctx, StageRecord{BuildID: ids[0], Stage: StageProd, Status: StatusPassed, Finished: base.Add(time.Hour)}); err != nil {
+				t.Fatal(err)
+			}
+			if got := inProd(); got != ids[0] {
+				t.Fatalf("after the rollback to 1.0.0: build %d in prod, want %d", got, ids[0])
+			}
+			got, _ := store.ProdBuilds(ctx, "inventory", 2)
+			if len(got) != 2 || got[1].ID != ids[29] {
+				t.Fatalf("the build before prod: %+v, want %d", got, ids[29])
+			}
+			// The rolled-back-from build is cancelled: no longer a prod build.
+			if _, err := store.SetStage(ctx, StageRecord{BuildID: ids[29], Stage: StageProd, Status: StatusCancelled, Finished: base.Add(time.Hour)}); err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := store.ProdBuilds(ctx, "inventory", 2); len(got) != 2 || got[1].ID != ids[28] {
+				t.Fatalf("after cancelling %d: %+v, want %d second", ids[29], got, ids[28])
+			}
+			if im, ok := store.(interface {
+				Import(ctx context.Context, builds []Imported) ([]int64, error)
+			}); ok {
+				b := Build{Service: "inventory", Version: "2.0.0", Image: "img", SCMRevision: "r", Committer: "c", Timestamp: base, GUID: "px-import"}
+				nid, err := im.Import(ctx, []Imported{{Build: b, Stages: []StageRecord{{Stage: StageProd, Status: StatusPassed, Finished: base.Add(2 * time.Hour)}}}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := inProd(); got != nid[0] {
+					t.Fatalf("after an imported release: build %d in prod, want %d", got, nid[0])
+				}
 			}
 		})
 	}

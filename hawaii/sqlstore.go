@@ -294,7 +294,10 @@ VALUES (?, ?, ?, ?, ?, ?, ?)
 			return err
 		}
 		out, err = scanStage(tx.QueryRowContext(ctx, `SELECT `+stageColumns+` FROM build_stages WHERE build_id = ? AND stage = ?`, r.BuildID, string(r.Stage)))
-		return err
+		if err != nil {
+			return err
+		}
+		return syncProdRelease(ctx, tx, out)
 	})
 	if err != nil {
 		return StageRecord{}, fmt.Errorf("set stage %s of build %d: %w", r.Stage, r.BuildID, err)
@@ -588,6 +591,9 @@ func (s *SQLStore) Import(ctx context.Context, builds []Imported) ([]int64, erro
 				delete(counts, r.Stage)
 				if _, err := stage.ExecContext(ctx, id, string(r.Stage), string(r.Status), string(steps), nanos(r.Started), nanos(r.Finished), nanos(r.Updated),
 					n.Passed, n.Failed, n.Skipped, n.Errored); err != nil {
+					return err
+				}
+				if err := syncProdRelease(ctx, tx, r); err != nil {
 					return err
 				}
 			}

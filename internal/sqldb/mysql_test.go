@@ -31,7 +31,8 @@ func TestMigrationSetsMatch(t *testing.T) {
 	}
 	for _, m := range my {
 		for _, st := range splitStatements(m.SQL) {
-			if !strings.Contains(st, "IF NOT EXISTS") {
+			// INSERT IGNORE (a backfill) adds nothing the second time.
+			if !strings.Contains(st, "IF NOT EXISTS") && !strings.HasPrefix(st, "INSERT IGNORE ") {
 				t.Errorf("mysql %04d_%s: a statement without IF NOT EXISTS cannot be re-run after a partial failure:\n%s", m.Version, m.Name, st)
 			}
 		}
