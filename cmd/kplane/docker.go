@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -183,12 +182,11 @@ func demoDockerSpecs(ctx context.Context, cfg Config, cli *client.Client, deps o
 	}
 	common := []string{"--listen", "{listen}", "--advertise={advertise}", "--etcd", strings.Join(deps.endpoints, ","),
 		"--id", "{id}", "--env", "{env}", "--version", "{version}"}
-	if host, port, err := net.SplitHostPort(cfg.Listen); err == nil && port != "0" {
-		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-			host = "127.0.0.1"
-		}
-		common = append(common, "--ktrace", "http://"+net.JoinHostPort(host, port))
+	ktraceArgs, err := demoKTraceArgs(cfg, demoDir)
+	if err != nil {
+		return nil, err
 	}
+	common = append(common, ktraceArgs...)
 	user := strconv.Itoa(os.Getuid()) + ":" + strconv.Itoa(os.Getgid())
 	image := func(service string) string {
 		if ref := cfg.Demo.Images[service]; ref != "" {

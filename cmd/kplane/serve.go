@@ -64,6 +64,9 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer, dev bool) 
 			return err
 		}
 		ln, scheme = tls.NewListener(ln, tlsCfg), "https"
+		if err := checkDemoKTrace(cfg); err != nil && cfg.Demo.Enabled {
+			log.Warn("demo spans", "err", err)
+		}
 	}
 
 	endpoints := cfg.Etcd.Endpoints
@@ -326,15 +329,11 @@ func demoProcessSpecs(cfg Config, endpoints []string) (map[string]process.Spec, 
 	}
 	etcdArg := strings.Join(endpoints, ",")
 	common := []string{"--listen", "127.0.0.1:0", "--etcd", etcdArg, "--id", "{id}", "--env", "{env}", "--version", "{version}"}
-	// The demo sends its spans to this kplane (POST /v1/traces on the one
-	// listener). An all-interfaces address is dialled on loopback; port 0
-	// is only known once bound, so such a kplane gets no demo spans.
-	if host, port, err := net.SplitHostPort(cfg.Listen); err == nil && port != "0" {
-		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-			host = "127.0.0.1"
-		}
-		common = append(common, "--ktrace", "http://"+net.JoinHostPort(host, port))
+	ktraceArgs, err := demoKTraceArgs(cfg, demoDir)
+	if err != nil {
+		return nil, err
 	}
+	common = append(common, ktraceArgs...)
 	return map[string]process.Spec{
 		"inventory": {
 			Path:    exe,

@@ -76,6 +76,10 @@ type Config struct {
 	// collector); "" means spans are not exported, though every request
 	// still gets a trace ID for its log lines.
 	KTrace string
+	// KTraceCA is a PEM file of the certificates an https KTrace URL is
+	// verified with instead of the system roots: the collector's CA, or
+	// its certificate itself. "" means the system roots.
+	KTraceCA string
 	// KTraceSampler decides which new traces are recorded; nil records
 	// all. Traces started upstream keep the caller's decision.
 	KTraceSampler sdk.Sampler
@@ -95,6 +99,7 @@ func BindFlags(fs *pflag.FlagSet, cfg *Config) {
 	fs.StringVar(&cfg.Env, "env", DefaultEnv, "environment to register (dev, alpha, qa, prod, ...)")
 	fs.StringArrayVar(&cfg.Tags, "tag", nil, "tag to register; repeatable")
 	fs.StringVar(&cfg.KTrace, "ktrace", "", "span collector base URL, e.g. http://127.0.0.1:8080 (default: do not export spans)")
+	fs.StringVar(&cfg.KTraceCA, "ktrace-ca", "", "PEM file of the CA (or certificate) an https --ktrace URL is verified with (default: the system roots)")
 	fs.Var(&ratioFlag{ratio: DefaultKTraceSample, sampler: &cfg.KTraceSampler}, "ktrace-sample", "fraction of new traces to record, 0 to 1")
 	if cfg.Service == "" || cfg.Service == Inventory {
 		fs.StringVar(&cfg.DB, "db", "", "inventory: SQLite file shared by all inventory instances (default: private in-memory database)")
@@ -161,6 +166,9 @@ func (cfg Config) Validate() error {
 		if u, err := url.Parse(cfg.KTrace); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return bad("--ktrace %q is not a base URL like http://127.0.0.1:8080", cfg.KTrace)
 		}
+	}
+	if cfg.KTraceCA != "" && !strings.HasPrefix(cfg.KTrace, "https://") {
+		return bad("--ktrace-ca applies to an https --ktrace URL, not %q", cfg.KTrace)
 	}
 	if cfg.Advertise != "" {
 		if _, _, err := net.SplitHostPort(cfg.Advertise); err != nil {

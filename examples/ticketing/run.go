@@ -3,12 +3,15 @@ package ticketing
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -92,11 +95,16 @@ func Run(ctx context.Context, cfg Config) error {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewGoCollector(),
 	)
+	spanClient, err := ktraceClient(cfg.KTraceCA)
+	if err != nil {
+		return err
+	}
 	tracer, err := sdk.New(sdk.Config{
 		ServiceName: cfg.Service,
 		Version:     cfg.Version,
 		Env:         cfg.Env,
 		Endpoint:    cfg.KTrace,
+		HTTPClient:  spanClient,
 		Sampler:     cfg.KTraceSampler,
 		Registerer:  metrics,
 		Logger:      log.With("component", "ktrace"),
@@ -266,4 +274,24 @@ func randomSuffix() string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
 	return hex.EncodeToString(b)
+}
+
+// ktraceClient is the span exporter's HTTP client: nil (the SDK's
+// default) without a CA file, else one trusting only the certificates in
+// caFile.
+func ktraceClient(caFile string) (*http.Client, error) {
+	if caFile == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("--ktrace-ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--ktrace-ca %s holds no PEM certificate", caFile)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: tr, Timeout: sdk.DefaultExportTimeout}, nil
 }

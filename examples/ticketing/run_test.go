@@ -409,6 +409,7 @@ func TestRunConfigErrors(t *testing.T) {
 		"bad advertise":              {Service: Inventory, Advertise: "nohost"},
 		"unspecified addr":           {Service: Inventory, Listen: "0.0.0.0:0", Etcd: []string{"http://127.0.0.1:1"}},
 		"ktrace not a URL":           {Service: Inventory, KTrace: "127.0.0.1:8080"},
+		"ktrace-ca with http":        {Service: Inventory, KTrace: "http://127.0.0.1:8080", KTraceCA: "ca.pem"},
 	} {
 		if err := Run(t.Context(), cfg); !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("%s: err = %v, want ErrInvalidConfig", name, err)
