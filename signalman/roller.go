@@ -78,7 +78,8 @@ type Roller interface {
 // the registry until the scheduler reports the rollout over and the
 // registry lists exactly N instances of Target's environment, all at
 // Version and gated, reporting each registration, gate and
-// deregistration it sees as a Step. It does not roll back: the driver
+// deregistration it sees as a Step (instances already at Version when it
+// begins are gated but not reported started). It does not roll back: the driver
 // does, with what it knows of the scheduler.
 type Follow struct {
 	Target  Target
@@ -120,6 +121,7 @@ func (f Follow) Run(ctx context.Context) error {
 	wctx, cancel := context.WithTimeout(ctx, f.Timeout)
 	defer cancel()
 	gated := map[string]bool{}
+	there := map[string]bool{} // at Version when the wait began: not started by this rollout
 	var old []string // registered at another version when the wait began
 	first := true
 	waiting := fmt.Sprintf("%d instances at %s were not running", f.N, f.Version)
@@ -150,6 +152,8 @@ func (f Follow) Run(ctx context.Context) error {
 				for _, in := range listed {
 					if in.Version != f.Version {
 						old = append(old, in.ID)
+					} else {
+						there[in.ID] = true
 					}
 				}
 				first = false
@@ -173,7 +177,9 @@ func (f Follow) Run(ctx context.Context) error {
 					continue
 				}
 				inst := Instance{ID: in.ID, Target: f.Target, Version: in.Version, Started: in.Started}
-				progress(Step{Time: in.Started, Action: ActionStart, Instance: in.ID, Version: f.Version, Outcome: OutcomeOK})
+				if !there[in.ID] {
+					progress(Step{Time: in.Started, Action: ActionStart, Instance: in.ID, Version: f.Version, Outcome: OutcomeOK})
+				}
 				if f.Gate != nil {
 					start := now()
 					err := f.Gate.Healthy(wctx, inst)

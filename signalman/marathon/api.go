@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 
 type app struct {
 	ID           string            `json:"id"`
+	Version      string            `json:"version"` // of the definition, a timestamp
 	Instances    int               `json:"instances"`
 	Labels       map[string]string `json:"labels"`
 	HealthChecks []json.RawMessage `json:"healthChecks"`
@@ -37,6 +39,7 @@ type task struct {
 	ID        string    `json:"id"`
 	State     string    `json:"state"` // Marathon ≥ 1.0; older ones omit it
 	StartedAt time.Time `json:"startedAt"`
+	Version   string    `json:"version"` // of the app definition the task runs
 }
 
 type deployment struct {
@@ -135,6 +138,64 @@ func (c *client) app(ctx context.Context, id string) (*app, error) {
 		return nil, fmt.Errorf("marathon: GET app %s: response has no app", id)
 	}
 	return out.App, nil
+}
+
+// appRaw returns the app, and its fields as Marathon sent them (for a
+// PUT that must keep what the driver does not model).
+func (c *client) appRaw(ctx context.Context, id string) (*app, map[string]json.RawMessage, error) {
+	q := url.Values{"embed": {"app.tasks", "app.counts"}}
+	var out struct {
+		App json.RawMessage `json:"app"`
+	}
+	if err := c.do(ctx, http.MethodGet, c.appURL(id, q), nil, &out); err != nil {
+		return nil, nil, err
+	}
+	var a app
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(out.App, &a); err != nil || json.Unmarshal(out.App, &raw) != nil || raw == nil {
+		return nil, nil, fmt.Errorf("marathon: GET app %s: response has no app", id)
+	}
+	return &a, raw, nil
+}
+
+// update sends PUT /v2/apps/{id} with body and returns the deployment.
+func (c *client) update(ctx context.Context, id string, body any, force bool) (deploymentRef, error) {
+	var q url.Values
+	if force {
+		q = url.Values{"force": {"true"}}
+	}
+	data, err := json.Marshal(body)
+	if err != nil {
+		return deploymentRef{}, fmt.Errorf("marathon: PUT app %s: %w", id, err)
+	}
+	var out deploymentRef
+	if err := c.do(ctx, http.MethodPut, c.appURL(id, q), data, &out); err != nil {
+		return out, err
+	}
+	if out.DeploymentID == "" {
+		return out, fmt.Errorf("marathon: PUT app %s: response has no deploymentId", id)
+	}
+	return out, nil
+}
+
+// errDeploymentGone means the deployment to cancel is over already.
+var errDeploymentGone = errors.New("deployment gone")
+
+// cancelDeployment is DELETE /v2/deployments/{id}: Marathon cancels the
+// deployment and starts one back to the previous definition, which it
+// returns. errDeploymentGone if the deployment is over.
+func (c *client) cancelDeployment(ctx context.Context, id string) (deploymentRef, error) {
+	u := *c.base
+	u.Path = c.base.Path + "/v2/deployments/" + url.PathEscape(id)
+	var out deploymentRef
+	err := c.do(ctx, http.MethodDelete, u.String(), nil, &out)
+	if errors.Is(err, signalman.ErrUnknownService) {
+		return out, fmt.Errorf("%w: %s", errDeploymentGone, id)
+	}
+	if err == nil && out.DeploymentID == "" {
+		err = fmt.Errorf("marathon: DELETE deployment %s: response has no deploymentId", id)
+	}
+	return out, err
 }
 
 func (c *client) scale(ctx context.Context, id string, n int, force bool) (deploymentRef, error) {

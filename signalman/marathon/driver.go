@@ -47,6 +47,15 @@ type Config struct {
 	Timeout time.Duration
 	// PollInterval is the delay between two reads while waiting. 0 means 1 s.
 	PollInterval time.Duration
+	// Images maps a service to the Docker image a deploy (Roll) sets, a
+	// template with {version}, {service} and {env} (e.g.
+	// "registry.example/{service}:{version}"). A service not in Images
+	// keeps its image's name with the version as its tag.
+	Images map[string]string
+	// Args maps a service to the args a deploy sets, templates as Images,
+	// e.g. [..., "--version", "{version}"], so that instances register
+	// the version they run. A service not in Args keeps its args.
+	Args map[string][]string
 	// Client sends the requests. Nil means a client with a 15 s timeout.
 	Client *http.Client
 	// Logger; nil discards.

@@ -57,6 +57,23 @@ type Config struct {
 	// for services that carry no kplane labels. A service not in Names is
 	// found by the name "<service>-<env>" ("<service>" without env).
 	Names map[string]string
+	// Images maps a service to the image a deploy (Roll) sets, a template
+	// with {version}, {service} and {env} (e.g. "shop/{service}:{version}").
+	// A service not in Images keeps its image's name with the version as
+	// its tag.
+	Images map[string]string
+	// Args maps a service to the arguments a deploy sets, templates as
+	// Images, e.g. [..., "--version", "{version}"], so that instances
+	// register the version they run. A service not in Args keeps its
+	// arguments.
+	Args map[string][]string
+	// Monitor is the update's monitor period: a task that fails within
+	// it counts as a failed update, and Swarm rolls back. 0 means 5 s.
+	Monitor time.Duration
+	// Delay is the pause between two batches of a deploy (UpdateConfig
+	// Delay): the time kplane's health gate has on a new task before
+	// Swarm replaces the next batch. 0 means none.
+	Delay time.Duration
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -86,6 +103,9 @@ func New(cfg Config) (*Driver, error) {
 	}
 	if cfg.Retries <= 0 {
 		cfg.Retries = 5
+	}
+	if cfg.Monitor <= 0 {
+		cfg.Monitor = 5 * time.Second
 	}
 	log := cfg.Logger
 	if log == nil {
