@@ -122,7 +122,7 @@ func (f Follow) Run(ctx context.Context) error {
 	defer cancel()
 	gated := map[string]bool{}
 	there := map[string]bool{} // at Version when the wait began: not started by this rollout
-	var old []string // registered at another version when the wait began
+	var old []string           // registered at another version when the wait began
 	first := true
 	waiting := fmt.Sprintf("%d instances at %s were not running", f.N, f.Version)
 	fail := func(err error) error {
