@@ -379,11 +379,12 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 	}
 }
 
-// With driver marathon kplane scales apps but cannot roll them: a deploy
-// through the API is refused with 501 and says so, and HAWAII is not
-// offered one. (Marathon itself cannot run here: the scale goes to an
-// address where nothing listens, and fails with that.)
-func TestServerOnMarathonRefusesDeploys(t *testing.T) {
+// With driver marathon kplane scales and deploys apps: a deploy through
+// the API goes to Marathon (no more 501), to the app's own ID. (Marathon
+// itself cannot run here: the requests go to an address where nothing
+// listens, and fail with that; signalman/marathon's tests replay a
+// deploy's answers.)
+func TestServerOnMarathonDeploysAndScales(t *testing.T) {
 	etcd := etcdtest.Start(t)
 	cfg := serverTestConfig(t, etcd)
 	cfg.Driver = "marathon"
@@ -393,9 +394,16 @@ func TestServerOnMarathonRefusesDeploys(t *testing.T) {
 
 	err := s.cli.do(t.Context(), "POST", "/api/v1/deploys", strings.NewReader(`{"service": "inventory", "env": "prod", "version": "2.0.0"}`), nil)
 	var ae *apiError
-	if !errors.As(err, &ae) || ae.Status != 501 || ae.Code != "unsupported" ||
-		!strings.Contains(ae.Message, "driver marathon does not support rolling deploys by kplane yet") {
-		t.Fatalf("deploy on marathon = %v, want 501 unsupported naming the driver", err)
+	if !errors.As(err, &ae) || ae.Status == 501 || ae.Code == "unsupported" || ae.Status < 500 {
+		t.Fatalf("deploy on marathon with Marathon unreachable = %v, want a server error, not 501", err)
+	}
+	if !strings.Contains(s.stderr.String(), "/v2/apps/shop/prod/inventory") {
+		t.Errorf("the deploy did not ask Marathon for the app's own ID /shop/prod/inventory:\n%s", s.stderr.String())
+	}
+	// Environments are not Marathon's to create or destroy here.
+	err = s.cli.do(t.Context(), "DELETE", "/api/v1/envs/qa", nil, nil)
+	if !errors.As(err, &ae) || ae.Status != 501 || ae.Code != "unsupported" {
+		t.Fatalf("destroy an environment on marathon = %v, want 501 unsupported", err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {

@@ -50,6 +50,9 @@ type ServiceConfig struct {
 
 	// docker: the image (not pulled: it must be on the engine) and the
 	// arguments to its entrypoint, bind mounts and the user to run as.
+	// swarm and marathon: what a deploy sets, templates with {version}:
+	// the image ("" keeps the service's image name, tagged with the
+	// version) and the arguments to its entrypoint (empty keeps them).
 	Image string   `yaml:"image"`
 	Cmd   []string `yaml:"cmd"`
 	Binds []string `yaml:"binds"`
@@ -90,9 +93,16 @@ type DockerConfig struct {
 // SwarmConfig configures driver swarm. The engine is the one of the
 // environment (DOCKER_HOST), a Swarm manager.
 type SwarmConfig struct {
-	// Timeout bounds one scale (tasks running and registered), a Go
-	// duration; "" means 2m.
+	// Timeout bounds one scale (tasks running and registered), and one
+	// deploy's rollout and its rollback, a Go duration; "" means 2m.
 	Timeout string `yaml:"timeout" env:"KPLANE_SWARM_TIMEOUT"`
+	// Monitor is a deploy's monitor period: a task failing within it
+	// makes Swarm roll back. "" means 5s.
+	Monitor string `yaml:"monitor" env:"KPLANE_SWARM_MONITOR"`
+	// UpdateDelay is Swarm's pause between two batches of a deploy: the
+	// time kplane's health gate has before the next batch is replaced.
+	// "" means none.
+	UpdateDelay string `yaml:"update_delay" env:"KPLANE_SWARM_UPDATE_DELAY"`
 }
 
 // MarathonConfig configures driver marathon.
@@ -108,23 +118,19 @@ type MarathonConfig struct {
 	Token    string `yaml:"token" env:"KPLANE_MARATHON_TOKEN"`
 	// Force cancels a deployment that locks an app instead of waiting.
 	Force bool `yaml:"force" env:"KPLANE_MARATHON_FORCE"`
-	// Timeout bounds one scale, a Go duration; "" means 5m.
+	// Timeout bounds one scale, and one deploy's deployment and its
+	// rollback, a Go duration; "" means 5m.
 	Timeout string `yaml:"timeout" env:"KPLANE_MARATHON_TIMEOUT"`
 }
 
 // drivers kplane can run services with.
 var drivers = []string{"process", "docker", "swarm", "marathon"}
 
-// rollingDriver reports whether kplane can roll deploys on driver: it
-// starts and stops instances one at a time (signalman.InstanceDriver).
-// Swarm and Marathon roll out by themselves; kplane only scales them.
-func rollingDriver(driver string) bool { return driver == "process" || driver == "docker" }
-
-// errNoRollingDeploys is the answer to a deploy on swarm or marathon.
-func errNoRollingDeploys(driver string) error {
-	return fmt.Errorf("driver %s does not support rolling deploys by kplane yet: scale with POST /api/v1/services/{service}/scale, or use driver process or docker: %w",
-		driver, signalman.ErrUnsupported)
-}
+// localDriver reports whether kplane itself starts the instances of
+// driver, from the specs in services: (signalman.InstanceDriver), so that
+// it can create and destroy environments. Swarm and Marathon run what
+// is defined there; kplane scales and deploys it (signalman.Roller).
+func localDriver(driver string) bool { return driver == "process" || driver == "docker" }
 
 // serviceName is what a container name, a registry key and a URL path
 // segment all accept.
@@ -137,8 +143,8 @@ var placeholder = regexp.MustCompile(`\{[a-z]+\}`)
 var placeholders = map[string][]string{
 	"process":  {"{id}", "{service}", "{env}", "{version}", "{n}"},
 	"docker":   {"{id}", "{service}", "{env}", "{version}", "{n}", "{listen}", "{advertise}"},
-	"swarm":    {"{service}", "{env}"},
-	"marathon": {"{service}", "{env}"},
+	"swarm":    {"{service}", "{env}", "{version}"},
+	"marathon": {"{service}", "{env}", "{version}"},
 }
 
 // validateOrchestrator checks driver, its settings and services.
@@ -147,7 +153,8 @@ func (c *Config) validateOrchestrator() error {
 		return fmt.Errorf("driver %q: want process, docker, swarm or marathon", c.Driver)
 	}
 	for name, d := range map[string]string{"process.stop_timeout": c.Process.StopTimeout, "docker.stop_timeout": c.Docker.StopTimeout,
-		"swarm.timeout": c.Swarm.Timeout, "marathon.timeout": c.Marathon.Timeout} {
+		"swarm.timeout": c.Swarm.Timeout, "swarm.monitor": c.Swarm.Monitor, "swarm.update_delay": c.Swarm.UpdateDelay,
+		"marathon.timeout": c.Marathon.Timeout} {
 		if d == "" {
 			continue
 		}
@@ -159,7 +166,7 @@ func (c *Config) validateOrchestrator() error {
 		return fmt.Errorf("docker.port %d: want a port number (0 means 8080)", c.Docker.Port)
 	}
 	if c.Demo.Enabled {
-		if !rollingDriver(c.Driver) {
+		if !localDriver(c.Driver) {
 			return fmt.Errorf("the demo runs with driver process or docker, not %s: set demo.enabled: false (KPLANE_DEMO=false) to run your services on %s", c.Driver, c.Driver)
 		}
 		if c.Driver == "docker" && c.Docker.Network != "" && c.Docker.Network != docker.HostNetwork {
@@ -171,8 +178,11 @@ func (c *Config) validateOrchestrator() error {
 			return fmt.Errorf("driver marathon needs marathon.url (or KPLANE_MARATHON_URL), a URL like http://marathon.mesos:8080; got %q", u)
 		}
 	}
-	if !rollingDriver(c.Driver) && len(c.Pipeline.Services) > 0 {
-		return fmt.Errorf("pipeline.services: HAWAII deploys builds with rolling deploys, and driver %s does not support rolling deploys by kplane yet: use driver process or docker for services with a pipeline", c.Driver)
+	if !localDriver(c.Driver) && len(c.Pipeline.Services) > 0 {
+		// Deploys work there, but HAWAII tests every build in a
+		// throwaway alpha-b<ID> environment first, which only drivers
+		// that start instances from specs can create and destroy.
+		return fmt.Errorf("pipeline.services: HAWAII runs every build first in a throwaway environment alpha-b<build>, and driver %s does not create or destroy environments (it deploys to what runs in %s): use driver process or docker for services with a pipeline; deploys to the environments %s already runs (POST /api/v1/deploys, kplane deploy) work on %s", c.Driver, c.Driver, c.Driver, c.Driver)
 	}
 	names := make([]string, 0, len(c.Services))
 	for name := range c.Services {
@@ -207,8 +217,8 @@ func (c *Config) validateService(name string, s ServiceConfig) error {
 	takes := map[string][]string{
 		"process":  {"path", "args", "env"},
 		"docker":   {"image", "cmd", "env", "binds", "user"},
-		"swarm":    {"swarm_service"},
-		"marathon": {"app_id"},
+		"swarm":    {"swarm_service", "image", "cmd"},
+		"marathon": {"app_id", "image", "cmd"},
 	}[c.Driver]
 	for _, key := range []string{"path", "args", "env", "image", "cmd", "binds", "user", "swarm_service", "app_id"} {
 		if set[key] && !slices.Contains(takes, key) {
@@ -232,8 +242,15 @@ func (c *Config) validateService(name string, s ServiceConfig) error {
 				return fmt.Errorf("%s: %s is not a placeholder of driver %s (it has %s)", at, p, c.Driver, strings.Join(placeholders[c.Driver], " "))
 			}
 		}
-		if strings.Contains(f, "{version}") && s.Version == "" {
+		// On swarm and marathon only a deploy expands {version}, with
+		// the version it deploys.
+		if strings.Contains(f, "{version}") && s.Version == "" && localDriver(c.Driver) {
 			return fmt.Errorf("%s uses {version} but %s.version is empty: set the version instances start with", at, at)
+		}
+	}
+	for _, f := range []string{s.SwarmService, s.AppID} {
+		if strings.Contains(f, "{version}") {
+			return fmt.Errorf("%s: {version} names no Swarm service or Marathon app: use it in image or cmd", at)
 		}
 	}
 	for _, e := range s.Env {
@@ -244,14 +261,16 @@ func (c *Config) validateService(name string, s ServiceConfig) error {
 	return nil
 }
 
-// orchestrator is the driver serve runs. It scales every service; it
-// rolls deploys only when instances is set.
+// orchestrator is the driver serve runs. It scales every service and
+// rolls deploys through instances.
 type orchestrator struct {
 	signalman.Orchestrator
 	driver string
-	// instances is the same driver when it can start and stop single
-	// instances (process, docker), else nil.
-	instances signalman.InstanceDriver
+	// instances is the same driver as the signalman.Deployer takes it:
+	// one that starts and stops single instances (process, docker: a
+	// signalman.InstanceDriver) or one whose scheduler rolls by itself
+	// (swarm, marathon: a signalman.Roller).
+	instances signalman.Orchestrator
 	run       func(ctx context.Context) error // until ctx ends
 	close     func() error                    // stops what must not outlive kplane
 	demo      bool                            // runs the demo's services
@@ -275,13 +294,13 @@ func (o *orchestrator) Close() error {
 	return o.close()
 }
 
-// deploys is what serve gives the deploy API: a Deployer on a driver that
-// can roll, else an answer saying it cannot.
+// deploys is what serve gives the deploy API: the Deployer, or nil (no
+// deploy API) without one.
 func (o *orchestrator) deploys(d *signalman.Deployer) deploysAPI {
-	if d != nil {
-		return d
+	if d == nil {
+		return nil
 	}
-	return noRollingDeploys{driver: o.driver}
+	return d
 }
 
 // deploysAPI is web.Deploys; named here so that this file need not import
@@ -292,31 +311,6 @@ type deploysAPI interface {
 	List(ctx context.Context, t signalman.Target, limit int) ([]signalman.Deploy, error)
 	Subscribe(ctx context.Context, id string) (<-chan struct{}, func(), error)
 	DestroyEnv(ctx context.Context, env string) error
-}
-
-// noRollingDeploys answers the deploy API of a driver kplane cannot roll
-// (swarm, marathon): a deploy is refused with signalman.ErrUnsupported,
-// which the API maps to 501, and there are never any deploys to list.
-type noRollingDeploys struct{ driver string }
-
-func (n noRollingDeploys) Begin(signalman.DeployRequest) (signalman.Deploy, error) {
-	return signalman.Deploy{}, errNoRollingDeploys(n.driver)
-}
-
-func (n noRollingDeploys) Get(_ context.Context, id string) (signalman.Deploy, error) {
-	return signalman.Deploy{}, fmt.Errorf("%w: %s", signalman.ErrUnknownDeploy, id)
-}
-
-func (n noRollingDeploys) List(context.Context, signalman.Target, int) ([]signalman.Deploy, error) {
-	return nil, nil
-}
-
-func (n noRollingDeploys) Subscribe(_ context.Context, id string) (<-chan struct{}, func(), error) {
-	return nil, nil, fmt.Errorf("%w: %s", signalman.ErrUnknownDeploy, id)
-}
-
-func (n noRollingDeploys) DestroyEnv(context.Context, string) error {
-	return fmt.Errorf("driver %s does not create or destroy environments: remove their services there: %w", n.driver, signalman.ErrUnsupported)
 }
 
 // orchestratorDeps is what building an orchestrator needs besides cfg.
@@ -330,9 +324,10 @@ type orchestratorDeps struct {
 // newOrchestrator builds cfg.Driver with the demo's services (when the
 // demo is on) and cfg.Services. It returns nil when there is nothing to
 // run: no demo and no services on a driver that needs specs (process,
-// docker). Swarm and Marathon need none: they scale what runs there.
+// docker). Swarm and Marathon need none: they scale and deploy what runs
+// there.
 func newOrchestrator(ctx context.Context, cfg Config, deps orchestratorDeps) (*orchestrator, error) {
-	if rollingDriver(cfg.Driver) && !cfg.Demo.Enabled && len(cfg.Services) == 0 {
+	if localDriver(cfg.Driver) && !cfg.Demo.Enabled && len(cfg.Services) == 0 {
 		return nil, nil
 	}
 	switch cfg.Driver {
@@ -349,13 +344,15 @@ func newOrchestrator(ctx context.Context, cfg Config, deps orchestratorDeps) (*o
 				names[name] = s.SwarmService
 			}
 		}
+		images, args := deployTemplates(cfg.Services)
 		d, err := swarm.New(swarm.Config{API: cli, Confirmer: deps.confirm, Timeout: duration(cfg.Swarm.Timeout),
-			Names: names, Logger: deps.log})
+			Names: names, Images: images, Args: args, Monitor: duration(cfg.Swarm.Monitor),
+			Delay: duration(cfg.Swarm.UpdateDelay), Logger: deps.log})
 		if err != nil {
 			cli.Close()
 			return nil, err
 		}
-		return &orchestrator{Orchestrator: d, driver: "swarm", close: cli.Close}, nil
+		return &orchestrator{Orchestrator: d, driver: "swarm", instances: d, close: cli.Close}, nil
 	case "marathon":
 		ids := map[string]string{}
 		for name, s := range cfg.Services {
@@ -364,13 +361,14 @@ func newOrchestrator(ctx context.Context, cfg Config, deps orchestratorDeps) (*o
 			}
 		}
 		m := cfg.Marathon
+		images, args := deployTemplates(cfg.Services)
 		d, err := marathon.New(marathon.Config{URL: m.URL, AppID: m.AppID, AppIDs: ids, Username: m.Username,
 			Password: m.Password, Token: m.Token, Force: m.Force, Confirmer: deps.confirm,
-			Timeout: duration(m.Timeout), Logger: deps.log})
+			Timeout: duration(m.Timeout), Images: images, Args: args, Logger: deps.log})
 		if err != nil {
 			return nil, err
 		}
-		return &orchestrator{Orchestrator: d, driver: "marathon"}, nil
+		return &orchestrator{Orchestrator: d, driver: "marathon", instances: d}, nil
 	default:
 		specs := map[string]process.Spec{}
 		stop := duration(cfg.Process.StopTimeout)
@@ -402,6 +400,21 @@ func newOrchestrator(ctx context.Context, cfg Config, deps orchestratorDeps) (*o
 		}
 		return &orchestrator{Orchestrator: d, driver: "process", instances: d, run: d.Run, close: d.Close, demo: cfg.Demo.Enabled}, nil
 	}
+}
+
+// deployTemplates are the image and argument templates a deploy on swarm
+// or marathon sets, of the services that have them.
+func deployTemplates(svcs map[string]ServiceConfig) (images map[string]string, args map[string][]string) {
+	images, args = map[string]string{}, map[string][]string{}
+	for name, s := range svcs {
+		if s.Image != "" {
+			images[name] = s.Image
+		}
+		if len(s.Cmd) > 0 {
+			args[name] = s.Cmd
+		}
+	}
+	return images, args
 }
 
 // duration is a duration Validate has checked; "" is 0, the driver's

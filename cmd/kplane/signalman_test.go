@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,7 +9,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kplane/kplane/hawaii"
-	"github.com/kplane/kplane/signalman"
 )
 
 func TestServicesValidate(t *testing.T) {
@@ -38,7 +35,7 @@ func TestServicesValidate(t *testing.T) {
 		"docker needs image":  {server("docker", map[string]ServiceConfig{"shop": {Cmd: []string{"x"}}}), "services.shop.image is empty"},
 		"image on process":    {server("process", map[string]ServiceConfig{"shop": {Path: "/bin/shop", Image: "shop:1"}}), "services.shop.image is not a setting of driver process (it takes path, args, env)"},
 		"path on docker":      {server("docker", map[string]ServiceConfig{"shop": {Image: "shop:1", Path: "/bin/shop"}}), "services.shop.path is not a setting of driver docker"},
-		"app_id on swarm":     {server("swarm", map[string]ServiceConfig{"shop": {AppID: "/x"}}), "services.shop.app_id is not a setting of driver swarm (it takes swarm_service)"},
+		"app_id on swarm":     {server("swarm", map[string]ServiceConfig{"shop": {AppID: "/x"}}), "services.shop.app_id is not a setting of driver swarm (it takes swarm_service, image, cmd)"},
 		"unknown placeholder": {server("process", map[string]ServiceConfig{"shop": {Path: "/bin/shop", Args: []string{"--id={instance}"}}}), "{instance} is not a placeholder of driver process"},
 		"listen on process":   {server("process", map[string]ServiceConfig{"shop": {Path: "/bin/shop", Args: []string{"{listen}"}}}), "{listen} is not a placeholder of driver process"},
 		"version placeholder without version": {server("docker", map[string]ServiceConfig{"shop": {Image: "shop:{version}"}}),
@@ -60,7 +57,18 @@ func TestServicesValidate(t *testing.T) {
 		"pipeline on swarm": {func(c *Config) {
 			server("swarm", nil)(c)
 			c.Pipeline.Services = []hawaii.ServicePipeline{{Service: "shop"}}
-		}, "pipeline.services: HAWAII deploys builds with rolling deploys, and driver swarm does not support rolling deploys by kplane yet"},
+		}, "pipeline.services: HAWAII runs every build first in a throwaway environment alpha-b<build>, and driver swarm does not create or destroy environments"},
+		"swarm deploy templates": {server("swarm", map[string]ServiceConfig{"shop": {SwarmService: "shop_{env}",
+			Image: "registry.example/{service}:{version}", Cmd: []string{"--env", "{env}", "--version", "{version}"}}}), ""},
+		"marathon deploy templates": {func(c *Config) {
+			server("marathon", map[string]ServiceConfig{"shop": {Image: "shop:{version}", Cmd: []string{"--version={version}"}}})(c)
+			c.Marathon.URL = "http://marathon.mesos:8080"
+		}, ""},
+		"version in a swarm name": {server("swarm", map[string]ServiceConfig{"shop": {SwarmService: "shop-{version}"}}),
+			"services.shop: {version} names no Swarm service or Marathon app"},
+		"user on swarm": {server("swarm", map[string]ServiceConfig{"shop": {User: "1000"}}),
+			"services.shop.user is not a setting of driver swarm (it takes swarm_service, image, cmd)"},
+		"bad swarm monitor":    {func(c *Config) { c.Driver, c.Swarm.Monitor = "swarm", "soon" }, `swarm.monitor "soon": want a positive duration`},
 		"bad stop timeout":     {func(c *Config) { c.Docker.StopTimeout = "10" }, `docker.stop_timeout "10": want a positive duration`},
 		"bad port":             {func(c *Config) { c.Docker.Port = 70000 }, "docker.port 70000"},
 		"autoscaler env":       {func(c *Config) { c.Autoscaler.Env = "staging" }, ""},
@@ -156,22 +164,10 @@ func TestAutoscalerEnvDefaults(t *testing.T) {
 	}
 }
 
-// On swarm and marathon a deploy is refused with ErrUnsupported (501 in
-// the API), never a panic or a silent no-op.
-func TestNoRollingDeploys(t *testing.T) {
-	o := &orchestrator{driver: "swarm"}
-	d := o.deploys(nil)
-	_, err := d.Begin(signalman.DeployRequest{Target: signalman.Target{Service: "shop", Env: "qa"}, Version: "2"})
-	if !errors.Is(err, signalman.ErrUnsupported) || !strings.Contains(err.Error(), "driver swarm does not support rolling deploys by kplane yet") {
-		t.Fatalf("Begin = %v", err)
-	}
-	if err := d.DestroyEnv(context.Background(), "qa"); !errors.Is(err, signalman.ErrUnsupported) {
-		t.Fatalf("DestroyEnv = %v", err)
-	}
-	if _, err := d.Get(context.Background(), "x"); !errors.Is(err, signalman.ErrUnknownDeploy) {
-		t.Fatalf("Get = %v", err)
-	}
-	if l, err := d.List(context.Background(), signalman.Target{}, 10); err != nil || len(l) != 0 {
-		t.Fatalf("List = %v, %v", l, err)
+// Without a Deployer there is no deploy API: nil, not a nil
+// *signalman.Deployer inside a non-nil interface.
+func TestNoDeployer(t *testing.T) {
+	if d := (&orchestrator{driver: "swarm"}).deploys(nil); d != nil {
+		t.Fatalf("deploys(nil) = %#v, want nil", d)
 	}
 }

@@ -12,7 +12,13 @@
 // return signalman.ErrBusy; Config.Force opts in to ?force=true, which
 // makes Marathon cancel the running deployment instead.
 //
-// The driver does not create, delete or reconfigure apps and does not
-// choose which tasks a scale-down kills: Marathon does (by default the
-// youngest first).
+// Roll (signalman.Roller) deploys a version: PUT /v2/apps/{id} with the
+// new image, args, version label, instance count and upgradeStrategy,
+// then the deployment, the tasks and the registry are followed, each new
+// instance gated, and a failure rolled back (DELETE /v2/deployments/{id},
+// or a PUT of the previous definition).
+//
+// The driver does not create or delete apps (so no environments) and
+// does not choose which tasks a scale-down kills: Marathon does (by
+// default the youngest first).
 package marathon

@@ -7,7 +7,12 @@
 // retrying when Swarm answers "update out of sequence", and returns once
 // exactly N tasks run (and, with a Confirmer, N instances are registered).
 //
-// The driver does not create or remove services, does not change their
-// image or configuration, and does not pick the tasks a scale-down stops:
-// Swarm stops the highest slots.
+// Roll (signalman.Roller) deploys a version: it sets the service's image,
+// arguments, version label, replicas and update bounds in one
+// ServiceUpdate, follows Swarm's rolling update and the registry, gates
+// each new instance, and has Swarm roll back when that fails.
+//
+// The driver does not create or remove services (so no environments),
+// and does not pick the tasks a scale-down stops: Swarm stops the highest
+// slots.
 package swarm
