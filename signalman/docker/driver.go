@@ -484,8 +484,8 @@ func labels(l launch) map[string]string {
 }
 
 // start creates and starts count containers at the lowest free numbers and
-// waits until the Confirmer has seen all of them. On failure it removes
-// every container it created, so nothing is left behind.
+// waits until the Confirmer has seen all of them. On failure it drains and
+// removes every container it created, so nothing is left behind.
 func (d *Driver) start(ctx context.Context, t signalman.Target, spec Spec, version string, count int, existing []ctr) ([]ctr, error) {
 	used := make(map[int]bool, len(existing))
 	for _, c := range existing {
@@ -499,13 +499,12 @@ func (d *Driver) start(ctx context.Context, t signalman.Target, spec Spec, versi
 	exited := make(chan ctr, count)
 	fail := func(err error) ([]ctr, error) {
 		stopWaits()
-		// The caller's ctx may be what failed: clean up regardless.
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.StopTimeout+10*time.Second)
-		defer cancel()
-		for _, c := range started {
-			if rerr := d.remove(cctx, c.containerID); rerr != nil {
-				d.log.Error("cannot remove a container of a failed start", "instance", c.inst.ID, "err", rerr)
-			}
+		// Those that started may have registered and taken requests:
+		// drain them as a scale-down does, rather than kill them and
+		// leave their registrations to callers until the lease expires.
+		// stop cleans up even when the caller's ctx is what failed.
+		if _, serr := d.stop(ctx, t, started); serr != nil {
+			d.log.Error("cannot remove the containers of a failed start", "err", serr)
 		}
 		return nil, err
 	}
