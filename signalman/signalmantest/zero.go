@@ -16,9 +16,12 @@ import (
 // constant 100 requests/s through the registry client, a rolling deploy of
 // target's 4 instances to version v2, then a scale to 8 and back to 2; the
 // load generator must report no failed request. d runs the ticketing
-// demo's inventory for target at version v1; w is the registry watcher the
-// client resolves through. It logs the time of each change.
-func ZeroFailedRequests(t *testing.T, ctx context.Context, d signalman.InstanceDriver, w *registry.Watcher, target signalman.Target) {
+// demo's inventory for target at version v1 and deploys v2 as the
+// Deployer takes it: an InstanceDriver (kplane starts and stops each
+// instance: process, docker) or a Roller (the scheduler rolls: swarm);
+// w is the registry watcher the client resolves through. It logs the
+// time of each change and returns them.
+func ZeroFailedRequests(t *testing.T, ctx context.Context, d signalman.Orchestrator, w *registry.Watcher, target signalman.Target) Timings {
 	t.Helper()
 	const rate = 100
 	if _, err := d.Scale(ctx, target, 4); err != nil {
@@ -40,12 +43,15 @@ func ZeroFailedRequests(t *testing.T, ctx context.Context, d signalman.InstanceD
 	if err != nil {
 		t.Fatal(err)
 	}
+	var tm Timings
 	start := time.Now()
 	res, err := dep.Deploy(ctx, signalman.DeployRequest{Target: target, Version: "v2"})
 	if err != nil || res.State != signalman.DeploySucceeded {
 		t.Fatalf("deploy: %v, %+v", err, res)
 	}
-	t.Logf("rolling deploy of 4 instances: %s (%d steps)", time.Since(start).Round(time.Millisecond), len(res.Steps))
+	tm.Deploy = time.Since(start)
+	t.Logf("rolling deploy of 4 instances: %s (%d steps, %s per step of one instance)",
+		tm.Deploy.Round(time.Millisecond), len(res.Steps), (tm.Deploy / 4).Round(time.Millisecond))
 	for _, in := range w.Instances(target.Service) {
 		if in.Version != "v2" {
 			t.Fatalf("registered after the deploy: %s at %s", in.ID, in.Version)
@@ -65,7 +71,14 @@ func ZeroFailedRequests(t *testing.T, ctx context.Context, d signalman.InstanceD
 		if _, err := d.Scale(ctx, target, n); err != nil {
 			t.Fatalf("scale to %d: %v", n, err)
 		}
-		t.Logf("scale to %d: %s", n, time.Since(start).Round(time.Millisecond))
+		took := time.Since(start)
+		if n == 8 {
+			tm.ScaleUp = took
+			t.Logf("scale to 8: %s (%s per instance started)", took.Round(time.Millisecond), (took / 4).Round(time.Millisecond))
+		} else {
+			tm.ScaleDown = took
+			t.Logf("scale to 2: %s", took.Round(time.Millisecond))
+		}
 	}
 	if got := len(w.Instances(target.Service)); got != 2 {
 		t.Fatalf("%d instances registered after scaling to 2", got)
@@ -80,4 +93,14 @@ func ZeroFailedRequests(t *testing.T, ctx context.Context, d signalman.InstanceD
 	if rep.Failed != 0 {
 		t.Fatalf("%d failed requests during the deploy and scaling: %v", rep.Failed, rep.ByStatus)
 	}
+	tm.Load = rep
+	return tm
+}
+
+// Timings are what ZeroFailedRequests measured: the whole rolling deploy
+// of 4 instances (a step of one instance is a quarter of it), the scale
+// 4 → 8 (4 instances started) and 8 → 2, and the load's report.
+type Timings struct {
+	Deploy, ScaleUp, ScaleDown time.Duration
+	Load                       loadgen.Report
 }
