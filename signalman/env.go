@@ -28,6 +28,19 @@ func ValidEnv(env string) error {
 	return nil
 }
 
+// EnvDestroyer tears a whole environment down. InstanceDriver includes
+// it. A Roller implements it when its driver also creates the services an
+// environment needs (swarm, from its specs): Roll on a target whose
+// environment does not run the service yet then creates it, and Instances
+// of such a target is empty rather than ErrUnknownService. A Roller
+// without it (marathon) rolls only what its scheduler already runs, and
+// the Deployer refuses environments on it (ErrUnsupported).
+type EnvDestroyer interface {
+	// DestroyEnv stops every instance of every service in env that the
+	// driver runs or created, and returns once they are gone.
+	DestroyEnv(ctx context.Context, env string) error
+}
+
 // EnvService is one service of an environment at a version.
 type EnvService struct {
 	Service   string `json:"service"`
@@ -46,8 +59,8 @@ func (d *Deployer) CreateEnv(ctx context.Context, env string, services []EnvServ
 	if len(services) == 0 {
 		return nil, fmt.Errorf("%w: environment %s has no services", ErrInvalid, env)
 	}
-	if d.inst == nil {
-		// A Roller only rolls services that already run in the
+	if d.envs == nil {
+		// This Roller only rolls services that already run in the
 		// scheduler: it creates none, so an environment would be
 		// left half-made with nothing to tear it down.
 		return nil, fmt.Errorf("create environment %s: the driver rolls services its scheduler runs and creates or removes none: %w", env, ErrUnsupported)
@@ -99,10 +112,10 @@ func (d *Deployer) DestroyEnv(ctx context.Context, env string) error {
 		delete(d.razing, env)
 		d.mu.Unlock()
 	}()
-	if d.inst == nil {
+	if d.envs == nil {
 		return fmt.Errorf("destroy environment %s: the driver rolls services its scheduler runs and creates or removes none: %w", env, ErrUnsupported)
 	}
-	if err := d.inst.DestroyEnv(ctx, env); err != nil {
+	if err := d.envs.DestroyEnv(ctx, env); err != nil {
 		return fmt.Errorf("destroy environment %s: %w", env, err)
 	}
 	d.log.Info("environment destroyed", "env", env)

@@ -68,6 +68,12 @@ type Roller interface {
 	// leaves the scheduler's rollout to finish by itself (the scheduler's
 	// own failure action still applies); nothing is rolled back.
 	//
+	// A Roller that is also an EnvDestroyer creates the service when
+	// target's environment does not run it yet, with opts.Instances
+	// instances of version; if that creation fails its gate or times out,
+	// Roll removes the service again and returns the cause (there is no
+	// previous definition to roll back to).
+	//
 	// Errors before anything changed: ErrInvalid, ErrUnknownService,
 	// ErrBusy (an update of the service is already running).
 	Roll(ctx context.Context, target Target, version string, opts RollOptions, progress func(Step)) error

@@ -137,6 +137,65 @@ func TestEnvironmentsOnRollerAreUnsupported(t *testing.T) {
 	}
 }
 
+// creator is a scheduler whose driver also creates services (swarm from
+// its specs): Instances of a target it does not run is empty, Roll
+// creates it, DestroyEnv removes the env's targets.
+type creator struct {
+	*scheduler
+	destroyed []string
+}
+
+func (c *creator) Instances(ctx context.Context, t signalman.Target) ([]signalman.Instance, error) {
+	c.mu.Lock()
+	_, ok := c.version[t]
+	c.mu.Unlock()
+	if !ok {
+		return nil, nil
+	}
+	return c.scheduler.Instances(ctx, t)
+}
+
+func (c *creator) DestroyEnv(_ context.Context, env string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for t := range c.version {
+		if t.Env == env {
+			delete(c.version, t)
+			delete(c.count, t)
+		}
+	}
+	c.destroyed = append(c.destroyed, env)
+	return nil
+}
+
+func TestEnvironmentsOnRollerThatCreates(t *testing.T) {
+	c := &creator{scheduler: newScheduler()}
+	d, err := signalman.NewDeployer(signalman.DeployerConfig{Driver: c, Gate: okGate{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deps, err := d.CreateEnv(context.Background(), "alpha-b7", []signalman.EnvService{
+		{Service: "inventory", Version: "2.0"}, {Service: "checkpoint", Version: "1.1", Instances: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(deps) != 2 || deps[0].State != signalman.DeploySucceeded || deps[1].Instances != 2 || deps[0].FromVersion != "" {
+		t.Fatalf("deploys %+v", deps)
+	}
+	if got, _ := c.Instances(context.Background(), signalman.Target{Service: "checkpoint", Env: "alpha-b7"}); len(got) != 2 || got[0].Version != "1.1" {
+		t.Errorf("checkpoint@alpha-b7 runs %+v", got)
+	}
+	if err := d.DestroyEnv(context.Background(), "alpha-b7"); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.destroyed) != 1 || c.destroyed[0] != "alpha-b7" {
+		t.Errorf("destroyed %v", c.destroyed)
+	}
+	if got, _ := c.Instances(context.Background(), signalman.Target{Service: "inventory", Env: "alpha-b7"}); len(got) != 0 {
+		t.Errorf("inventory@alpha-b7 still runs %+v", got)
+	}
+}
+
 // listing is a registry that changes by script: each read moves on to the
 // next view, the last one stays.
 type listing struct {

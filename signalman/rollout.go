@@ -244,6 +244,7 @@ type Deployer struct {
 	cfg   DeployerConfig
 	inst  InstanceDriver // nil when roller is set
 	roll  Roller
+	envs  EnvDestroyer // inst, or roll if it implements it; nil: no environments
 	store DeployStore
 	log   *slog.Logger
 	now   func() time.Time
@@ -270,8 +271,9 @@ func NewDeployer(cfg DeployerConfig) (*Deployer, error) {
 		busy: map[Target]string{}, live: map[string]*record{}}
 	if r, ok := cfg.Driver.(Roller); ok {
 		d.roll = r
+		d.envs, _ = r.(EnvDestroyer)
 	} else if in, ok := cfg.Driver.(InstanceDriver); ok {
-		d.inst = in
+		d.inst, d.envs = in, in
 	} else {
 		return nil, fmt.Errorf("signalman: driver %T can neither roll (Roller) nor start and stop instances (InstanceDriver)", cfg.Driver)
 	}
