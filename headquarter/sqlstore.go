@@ -29,6 +29,12 @@ type SQLStore struct {
 	mu        sync.Mutex
 	cacheKey  [2]int64
 	cacheList []Policy
+
+	// Decision writes waiting for a transaction (sqlwrite.go); writing
+	// is set while a goroutine commits them.
+	wmu     sync.Mutex
+	pending []*writeOp
+	writing bool
 }
 
 var _ Store = (*SQLStore)(nil)
@@ -42,17 +48,17 @@ func NewSQLStore(db *sql.DB, now func() time.Time) *SQLStore {
 	return &SQLStore{db: db, d: sqldb.DialectOf(db), now: now}
 }
 
-// Record implements DecisionStore: one transaction per batch.
+// Record implements DecisionStore: the batch is written in one
+// transaction, shared with other writes queued beside it.
 func (s *SQLStore) Record(ctx context.Context, ds ...Decision) error {
 	if len(ds) == 0 {
 		return nil
 	}
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		ins, err := prepareInsert(ctx, tx)
+	err := s.write(ctx, func(ctx context.Context, w *writeTx) error {
+		ins, err := w.inserter(ctx)
 		if err != nil {
 			return err
 		}
-		defer ins.close()
 		for _, d := range ds {
 			if _, err := ins.insert(ctx, d); err != nil {
 				return err
@@ -67,25 +73,26 @@ func (s *SQLStore) Record(ctx context.Context, ds ...Decision) error {
 }
 
 // Start implements DecisionStore: the decision and its row in
-// scaling_decisions_in_progress are written in one transaction.
+// scaling_decisions_in_progress are written in one transaction, and Start
+// returns once it is committed.
 func (s *SQLStore) Start(ctx context.Context, d Decision) (Decision, error) {
 	d.Outcome = OutcomeInProgress
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		ins, err := prepareInsert(ctx, tx)
+	var stored Decision
+	err := s.write(ctx, func(ctx context.Context, w *writeTx) error {
+		ins, err := w.inserter(ctx)
 		if err != nil {
 			return err
 		}
-		defer ins.close()
-		if d, err = ins.insert(ctx, d); err != nil {
+		if stored, err = ins.insert(ctx, d); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO scaling_decisions_in_progress (id, term) VALUES (?, ?)`, d.ID, d.Term)
+		_, err = w.tx.ExecContext(ctx, `INSERT INTO scaling_decisions_in_progress (id, term) VALUES (?, ?)`, stored.ID, stored.Term)
 		return err
 	})
 	if err != nil {
 		return Decision{}, fmt.Errorf("start decision of %s: %w", d.Service, err)
 	}
-	return d, nil
+	return stored, nil
 }
 
 // Finish implements DecisionStore. Deleting the in-progress row comes
@@ -96,7 +103,8 @@ func (s *SQLStore) Finish(ctx context.Context, d Decision) error {
 	if err != nil {
 		return fmt.Errorf("finish decision %d: %w", d.ID, err)
 	}
-	err = s.inTx(ctx, func(tx *sql.Tx) error {
+	err = s.write(ctx, func(ctx context.Context, w *writeTx) error {
+		tx := w.tx
 		res, err := tx.ExecContext(ctx, `DELETE FROM scaling_decisions_in_progress WHERE id = ?`, d.ID)
 		if err != nil {
 			return err
@@ -107,11 +115,11 @@ func (s *SQLStore) Finish(ctx context.Context, d Decision) error {
 			var outcome string
 			switch err := tx.QueryRowContext(ctx, `SELECT outcome FROM scaling_decisions WHERE id = ?`, d.ID).Scan(&outcome); {
 			case errors.Is(err, sql.ErrNoRows):
-				return ErrNotFound
+				return unwritten{ErrNotFound}
 			case err != nil:
 				return err
 			}
-			return ErrEnded
+			return unwritten{ErrEnded}
 		}
 		_, err = tx.ExecContext(ctx, `UPDATE scaling_decisions SET outcome = ?, explanation = ? WHERE id = ?`, string(d.Outcome), string(b), d.ID)
 		return err

@@ -15,6 +15,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -23,6 +24,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kplane/kplane/headquarter"
 	"github.com/kplane/kplane/internal/sqldb"
@@ -104,8 +107,11 @@ func run(services, ticks int, interval time.Duration, storeKind string, latency 
 	var dispatched, recorded, evaluated int
 	done := make(chan struct{})
 	n := 0
+	reg := prometheus.NewRegistry()
+	pl := &timedPolicies{next: st}
 	loop, err := headquarter.NewLoop(headquarter.LoopConfig{
-		Observer: obs, Scaler: sc, Policies: st, Decisions: st, Interval: interval,
+		Observer: obs, Scaler: sc, Policies: pl, Decisions: st, Interval: interval, Registerer: reg,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		OnTick: func(r headquarter.TickReport) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -133,6 +139,18 @@ func run(services, ticks int, interval time.Duration, storeKind string, latency 
 	case <-time.After(time.Duration(ticks+5)*interval + time.Minute):
 		return fmt.Errorf("timed out after %d ticks", len(lags))
 	}
+	// Counted before stopping: stopping cancels the scales of the last
+	// ticks, whose intents are then not stored (and not acted on).
+	mfs, err := reg.Gather()
+	if err != nil {
+		return err
+	}
+	var nDropped float64
+	for _, mf := range mfs {
+		if mf.GetName() == "kplane_headquarter_decisions_dropped_total" {
+			nDropped = mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
 	cancel()
 	if err := <-runErr; err != nil {
 		return err
@@ -147,6 +165,19 @@ func run(services, ticks int, interval time.Duration, storeKind string, latency 
 	fmt.Printf("evaluated %d, scales dispatched %d, held decisions recorded %d\n", evaluated, dispatched, recorded)
 	fmt.Printf("loop lag p50 %s  p90 %s  p99 %s  max %s\n", q(.5), q(.9), q(.99), lags[len(lags)-1])
 	fmt.Printf("tick work p50 %s  p90 %s  p99 %s  max %s\n", w(.5), w(.9), w(.99), works[len(works)-1])
+	fmt.Printf("policy list p50 %s  p99 %s\n", pl.pct(.5), pl.pct(.99))
+	fmt.Printf("decisions dropped (not stored) %.0f\n", nDropped)
+	var missed []string
+	if p99 := q(.99); p99 > 50*time.Millisecond {
+		missed = append(missed, fmt.Sprintf("p99 loop lag %s > 50ms", p99))
+	}
+	if nDropped > 0 {
+		missed = append(missed, fmt.Sprintf("%.0f decisions dropped", nDropped))
+	}
+	if len(missed) > 0 {
+		return fmt.Errorf("goals missed: %v", missed)
+	}
+	fmt.Println("goal met")
 	return nil
 }
 
@@ -200,4 +231,32 @@ func (s *scaler) Scale(ctx context.Context, req headquarter.ScaleRequest) (headq
 	fmt.Sscanf(req.Service, "svc-%d", &i)
 	s.obs.counts[i].Store(int64(req.Instances))
 	return headquarter.OutcomeDone, nil
+}
+
+// timedPolicies times the Loop's policy list, which waits for the store's
+// connection behind decision writes.
+type timedPolicies struct {
+	next headquarter.PolicyLister
+	mu   sync.Mutex
+	ds   []time.Duration
+}
+
+func (t *timedPolicies) Policies(ctx context.Context) ([]headquarter.Policy, error) {
+	start := time.Now()
+	ps, err := t.next.Policies(ctx)
+	t.mu.Lock()
+	t.ds = append(t.ds, time.Since(start))
+	t.mu.Unlock()
+	return ps, err
+}
+
+func (t *timedPolicies) pct(p float64) time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := slices.Clone(t.ds)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	return s[int(math.Ceil(p*float64(len(s))))-1]
 }
