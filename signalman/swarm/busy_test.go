@@ -41,6 +41,14 @@ func (a *updatingAPI) ServiceUpdate(context.Context, string, swarm.Version, swar
 	return swarm.ServiceUpdateResponse{}, nil
 }
 
+func (a *updatingAPI) ServiceCreate(context.Context, swarm.ServiceSpec, swarm.ServiceCreateOptions) (swarm.ServiceCreateResponse, error) {
+	return swarm.ServiceCreateResponse{}, errors.New("not in this test")
+}
+
+func (a *updatingAPI) ServiceRemove(context.Context, string) error {
+	return errors.New("not in this test")
+}
+
 func (a *updatingAPI) TaskList(context.Context, swarm.TaskListOptions) ([]swarm.Task, error) {
 	return nil, nil
 }

@@ -12,7 +12,13 @@
 // ServiceUpdate, follows Swarm's rolling update and the registry, gates
 // each new instance, and has Swarm roll back when that fails.
 //
-// The driver does not create or remove services (so no environments),
-// and does not pick the tasks a scale-down stops: Swarm stops the highest
-// slots.
+// Environments (signalman.EnvDestroyer): a Roll into an environment that
+// does not run the service yet creates its Swarm service from the
+// service's templates (Config.Images, Args, Env) on Config.Network,
+// labelled kplane.managed; DestroyEnv removes the services it created
+// there and waits for their tasks to stop and their instances to
+// deregister. Services someone else created are never removed.
+//
+// The driver does not pick the tasks a scale-down stops: Swarm stops the
+// highest slots.
 package swarm

@@ -32,6 +32,10 @@ type API interface {
 	ServiceInspectWithRaw(ctx context.Context, id string, opts swarm.ServiceInspectOptions) (swarm.Service, []byte, error)
 	ServiceUpdate(ctx context.Context, id string, version swarm.Version, spec swarm.ServiceSpec, opts swarm.ServiceUpdateOptions) (swarm.ServiceUpdateResponse, error)
 	TaskList(ctx context.Context, opts swarm.TaskListOptions) ([]swarm.Task, error)
+	// Environments: a deploy into an env that does not run the service
+	// creates it, DestroyEnv removes what the driver created.
+	ServiceCreate(ctx context.Context, spec swarm.ServiceSpec, opts swarm.ServiceCreateOptions) (swarm.ServiceCreateResponse, error)
+	ServiceRemove(ctx context.Context, id string) error
 }
 
 // Confirmer tells the driver that instances have registered. The registry
@@ -60,13 +64,29 @@ type Config struct {
 	// Images maps a service to the image a deploy (Roll) sets, a template
 	// with {version}, {service} and {env} (e.g. "shop/{service}:{version}").
 	// A service not in Images keeps its image's name with the version as
-	// its tag.
+	// its tag. A service in Images can also be created: a deploy into an
+	// env that does not run it creates its Swarm service (environments,
+	// see DestroyEnv).
 	Images map[string]string
 	// Args maps a service to the arguments a deploy sets, templates as
 	// Images, e.g. [..., "--version", "{version}"], so that instances
 	// register the version they run. A service not in Args keeps its
 	// arguments.
 	Args map[string][]string
+	// Env maps a service to KEY=VALUE environment entries of its tasks,
+	// templates as Images. A deploy sets them; a service not in Env keeps
+	// its entries.
+	Env map[string][]string
+	// Network is the network of the services the driver creates: "" or
+	// "host" (the default) the host network, where instances register
+	// addresses on their node; else the name of an existing swarm-scoped
+	// (overlay) network, where each instance must register its own
+	// address on it.
+	Network string
+	// StopGracePeriod is, for the services the driver creates, the time
+	// between the stop signal and SIGKILL: the instance's drain
+	// (deregister, finish in-flight requests). 0 means 10 s (Swarm's).
+	StopGracePeriod time.Duration
 	// Monitor is the update's monitor period: a task that fails within
 	// it counts as a failed update, and Swarm rolls back. 0 means 5 s.
 	Monitor time.Duration
@@ -106,6 +126,12 @@ func New(cfg Config) (*Driver, error) {
 	}
 	if cfg.Monitor <= 0 {
 		cfg.Monitor = 5 * time.Second
+	}
+	if cfg.Network == "" {
+		cfg.Network = HostNetwork
+	}
+	if cfg.StopGracePeriod <= 0 {
+		cfg.StopGracePeriod = 10 * time.Second
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -160,12 +186,16 @@ func (d *Driver) Scale(ctx context.Context, t signalman.Target, n int) (signalma
 	return res, nil
 }
 
-// Instances lists the service's running tasks by slot.
+// Instances lists the service's running tasks by slot; none when the
+// service does not run but can be created (Config.Images).
 func (d *Driver) Instances(ctx context.Context, t signalman.Target) ([]signalman.Instance, error) {
 	if err := t.Validate(); err != nil {
 		return nil, err
 	}
 	id, err := d.find(ctx, t)
+	if errors.Is(err, signalman.ErrUnknownService) && d.creatable(t.Service) {
+		return nil, nil // a deploy creates it
+	}
 	if err != nil {
 		return nil, err
 	}

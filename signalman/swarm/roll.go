@@ -57,6 +57,9 @@ func (d *Driver) Roll(ctx context.Context, t signalman.Target, to string, opts s
 	defer d.busy.Unlock(t)
 
 	id, err := d.find(ctx, t)
+	if errors.Is(err, signalman.ErrUnknownService) && d.creatable(t.Service) {
+		return d.create(ctx, t, to, opts, progress)
+	}
 	if err != nil {
 		return err
 	}
@@ -147,6 +150,12 @@ func (d *Driver) rolledSpec(t signalman.Target, spec swarm.ServiceSpec, to strin
 			cs.Args[i] = r.Replace(a)
 		}
 	}
+	if tmpl, ok := d.cfg.Env[t.Service]; ok {
+		cs.Env = make([]string, len(tmpl))
+		for i, e := range tmpl {
+			cs.Env[i] = r.Replace(e)
+		}
+	}
 	spec.TaskTemplate.ContainerSpec = &cs
 	spec.Labels = maps.Clone(spec.Labels)
 	if spec.Labels == nil {
@@ -167,10 +176,10 @@ func (d *Driver) rolledSpec(t signalman.Target, spec swarm.ServiceSpec, to strin
 }
 
 // specEqual reports whether b changes nothing a task runs or the driver
-// reads: image, arguments, replicas and version label.
+// reads: image, arguments, environment, replicas and version label.
 func specEqual(a, b swarm.ServiceSpec) bool {
 	ca, cb := a.TaskTemplate.ContainerSpec, b.TaskTemplate.ContainerSpec
-	return ca.Image == cb.Image && slices.Equal(ca.Args, cb.Args) &&
+	return ca.Image == cb.Image && slices.Equal(ca.Args, cb.Args) && slices.Equal(ca.Env, cb.Env) &&
 		*a.Mode.Replicated.Replicas == *b.Mode.Replicated.Replicas && a.Labels[LabelVersion] == b.Labels[LabelVersion]
 }
 
