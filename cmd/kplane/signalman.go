@@ -45,7 +45,7 @@ type ServiceConfig struct {
 	// process: the executable and its arguments.
 	Path string   `yaml:"path"`
 	Args []string `yaml:"args"`
-	// process and docker: extra KEY=VALUE environment entries.
+	// process, docker and swarm: extra KEY=VALUE environment entries.
 	Env []string `yaml:"env"`
 
 	// docker: the image (not pulled: it must be on the engine) and the
@@ -53,6 +53,9 @@ type ServiceConfig struct {
 	// swarm and marathon: what a deploy sets, templates with {version}:
 	// the image ("" keeps the service's image name, tagged with the
 	// version) and the arguments to its entrypoint (empty keeps them).
+	// swarm: also env (empty keeps the entries); and a service with an
+	// image can be created: a deploy into an environment that does not
+	// run it (HAWAII's alpha environments) creates its Swarm service.
 	Image string   `yaml:"image"`
 	Cmd   []string `yaml:"cmd"`
 	Binds []string `yaml:"binds"`
@@ -103,6 +106,13 @@ type SwarmConfig struct {
 	// time kplane's health gate has before the next batch is replaced.
 	// "" means none.
 	UpdateDelay string `yaml:"update_delay" env:"KPLANE_SWARM_UPDATE_DELAY"`
+	// Network of the Swarm services kplane creates (environments): host
+	// (the default), or the name of an existing overlay network.
+	Network string `yaml:"network" env:"KPLANE_SWARM_NETWORK"`
+	// StopGracePeriod of the Swarm services kplane creates: the time an
+	// instance has to drain between the stop signal and SIGKILL, a Go
+	// duration; "" means 10s.
+	StopGracePeriod string `yaml:"stop_grace_period" env:"KPLANE_SWARM_STOP_GRACE_PERIOD"`
 }
 
 // MarathonConfig configures driver marathon.
@@ -127,9 +137,10 @@ type MarathonConfig struct {
 var drivers = []string{"process", "docker", "swarm", "marathon"}
 
 // localDriver reports whether kplane itself starts the instances of
-// driver, from the specs in services: (signalman.InstanceDriver), so that
-// it can create and destroy environments. Swarm and Marathon run what
-// is defined there; kplane scales and deploys it (signalman.Roller).
+// driver, from the specs in services: (signalman.InstanceDriver). Swarm
+// and Marathon run what is defined there; kplane scales and deploys it
+// (signalman.Roller), and on swarm also creates the services of an
+// environment from services.<name>.image (signalman.EnvDestroyer).
 func localDriver(driver string) bool { return driver == "process" || driver == "docker" }
 
 // serviceName is what a container name, a registry key and a URL path
@@ -154,7 +165,8 @@ func (c *Config) validateOrchestrator() error {
 	}
 	for name, d := range map[string]string{"process.stop_timeout": c.Process.StopTimeout, "docker.stop_timeout": c.Docker.StopTimeout,
 		"swarm.timeout": c.Swarm.Timeout, "swarm.monitor": c.Swarm.Monitor, "swarm.update_delay": c.Swarm.UpdateDelay,
-		"marathon.timeout": c.Marathon.Timeout} {
+		"swarm.stop_grace_period": c.Swarm.StopGracePeriod,
+		"marathon.timeout":        c.Marathon.Timeout} {
 		if d == "" {
 			continue
 		}
@@ -178,11 +190,28 @@ func (c *Config) validateOrchestrator() error {
 			return fmt.Errorf("driver marathon needs marathon.url (or KPLANE_MARATHON_URL), a URL like http://marathon.mesos:8080; got %q", u)
 		}
 	}
-	if !localDriver(c.Driver) && len(c.Pipeline.Services) > 0 {
+	if c.Driver == "marathon" && len(c.Pipeline.Services) > 0 {
 		// Deploys work there, but HAWAII tests every build in a
-		// throwaway alpha-b<ID> environment first, which only drivers
-		// that start instances from specs can create and destroy.
-		return fmt.Errorf("pipeline.services: HAWAII runs every build first in a throwaway environment alpha-b<build>, and driver %s does not create or destroy environments (it deploys to what runs in %s): use driver process or docker for services with a pipeline; deploys to the environments %s already runs (POST /api/v1/deploys, kplane deploy) work on %s", c.Driver, c.Driver, c.Driver, c.Driver)
+		// throwaway alpha-b<ID> environment first, which the marathon
+		// driver cannot create: it creates no apps.
+		return fmt.Errorf("pipeline.services: HAWAII runs every build first in a throwaway environment alpha-b<build>, and driver marathon does not create or destroy environments (it deploys to the apps Marathon runs): use driver swarm, process or docker for services with a pipeline; deploys to the environments Marathon already runs (POST /api/v1/deploys, kplane deploy) work on marathon")
+	}
+	if c.Driver == "swarm" {
+		// The alpha environment of each build is created from the
+		// services' templates: each service of a pipeline, and each of
+		// its dependencies, needs an image.
+		for _, sp := range c.Pipeline.Services {
+			need := []string{sp.Service}
+			for _, dep := range sp.Dependencies {
+				name, _, _ := strings.Cut(dep, "@")
+				need = append(need, name)
+			}
+			for _, name := range need {
+				if c.Services[name].Image == "" {
+					return fmt.Errorf("pipeline.services: %s runs in each build's throwaway environment alpha-b<build>, which driver swarm creates from services.%s.image (and cmd, env): set services.%s.image, e.g. shop/%s:{version}", name, name, name, name)
+				}
+			}
+		}
 	}
 	names := make([]string, 0, len(c.Services))
 	for name := range c.Services {
@@ -217,7 +246,7 @@ func (c *Config) validateService(name string, s ServiceConfig) error {
 	takes := map[string][]string{
 		"process":  {"path", "args", "env"},
 		"docker":   {"image", "cmd", "env", "binds", "user"},
-		"swarm":    {"swarm_service", "image", "cmd"},
+		"swarm":    {"swarm_service", "image", "cmd", "env"},
 		"marathon": {"app_id", "image", "cmd"},
 	}[c.Driver]
 	for _, key := range []string{"path", "args", "env", "image", "cmd", "binds", "user", "swarm_service", "app_id"} {
@@ -345,9 +374,16 @@ func newOrchestrator(ctx context.Context, cfg Config, deps orchestratorDeps) (*o
 			}
 		}
 		images, args := deployTemplates(cfg.Services)
+		envs := map[string][]string{}
+		for name, s := range cfg.Services {
+			if len(s.Env) > 0 {
+				envs[name] = s.Env
+			}
+		}
 		d, err := swarm.New(swarm.Config{API: cli, Confirmer: deps.confirm, Timeout: duration(cfg.Swarm.Timeout),
-			Names: names, Images: images, Args: args, Monitor: duration(cfg.Swarm.Monitor),
-			Delay: duration(cfg.Swarm.UpdateDelay), Logger: deps.log})
+			Names: names, Images: images, Args: args, Env: envs, Monitor: duration(cfg.Swarm.Monitor),
+			Delay: duration(cfg.Swarm.UpdateDelay), Network: cfg.Swarm.Network,
+			StopGracePeriod: duration(cfg.Swarm.StopGracePeriod), Logger: deps.log})
 		if err != nil {
 			cli.Close()
 			return nil, err

@@ -35,7 +35,7 @@ func TestServicesValidate(t *testing.T) {
 		"docker needs image":  {server("docker", map[string]ServiceConfig{"shop": {Cmd: []string{"x"}}}), "services.shop.image is empty"},
 		"image on process":    {server("process", map[string]ServiceConfig{"shop": {Path: "/bin/shop", Image: "shop:1"}}), "services.shop.image is not a setting of driver process (it takes path, args, env)"},
 		"path on docker":      {server("docker", map[string]ServiceConfig{"shop": {Image: "shop:1", Path: "/bin/shop"}}), "services.shop.path is not a setting of driver docker"},
-		"app_id on swarm":     {server("swarm", map[string]ServiceConfig{"shop": {AppID: "/x"}}), "services.shop.app_id is not a setting of driver swarm (it takes swarm_service, image, cmd)"},
+		"app_id on swarm":     {server("swarm", map[string]ServiceConfig{"shop": {AppID: "/x"}}), "services.shop.app_id is not a setting of driver swarm (it takes swarm_service, image, cmd, env)"},
 		"unknown placeholder": {server("process", map[string]ServiceConfig{"shop": {Path: "/bin/shop", Args: []string{"--id={instance}"}}}), "{instance} is not a placeholder of driver process"},
 		"listen on process":   {server("process", map[string]ServiceConfig{"shop": {Path: "/bin/shop", Args: []string{"{listen}"}}}), "{listen} is not a placeholder of driver process"},
 		"version placeholder without version": {server("docker", map[string]ServiceConfig{"shop": {Image: "shop:{version}"}}),
@@ -55,9 +55,28 @@ func TestServicesValidate(t *testing.T) {
 		}, `the demo runs on the host network, not docker.network "shop-net"`},
 		"marathon needs url": {server("marathon", nil), "driver marathon needs marathon.url (or KPLANE_MARATHON_URL)"},
 		"pipeline on swarm": {func(c *Config) {
-			server("swarm", nil)(c)
+			server("swarm", map[string]ServiceConfig{"shop": {Image: "shop:{version}", Env: []string{"ENV={env}"}},
+				"stock": {Image: "stock:{version}"}})(c)
+			c.Pipeline.Services = []hawaii.ServicePipeline{{Service: "shop", Dependencies: []string{"stock@1.0"}}}
+		}, ""},
+		"pipeline on swarm without image": {func(c *Config) {
+			server("swarm", map[string]ServiceConfig{"shop": {SwarmService: "shop_{env}"}})(c)
 			c.Pipeline.Services = []hawaii.ServicePipeline{{Service: "shop"}}
-		}, "pipeline.services: HAWAII runs every build first in a throwaway environment alpha-b<build>, and driver swarm does not create or destroy environments"},
+		}, "pipeline.services: shop runs in each build's throwaway environment alpha-b<build>, which driver swarm creates from services.shop.image"},
+		"pipeline dependency on swarm without image": {func(c *Config) {
+			server("swarm", map[string]ServiceConfig{"shop": {Image: "shop:{version}"}})(c)
+			c.Pipeline.Services = []hawaii.ServicePipeline{{Service: "shop", Dependencies: []string{"stock@1.0"}}}
+		}, "set services.stock.image"},
+		"pipeline on marathon": {func(c *Config) {
+			server("marathon", map[string]ServiceConfig{"shop": {Image: "shop:{version}"}})(c)
+			c.Marathon.URL = "http://marathon.mesos:8080"
+			c.Pipeline.Services = []hawaii.ServicePipeline{{Service: "shop"}}
+		}, "pipeline.services: HAWAII runs every build first in a throwaway environment alpha-b<build>, and driver marathon does not create or destroy environments"},
+		"swarm network": {func(c *Config) {
+			server("swarm", nil)(c)
+			c.Swarm.Network, c.Swarm.StopGracePeriod = "shop-overlay", "15s"
+		}, ""},
+		"bad swarm grace": {func(c *Config) { c.Driver, c.Swarm.StopGracePeriod = "swarm", "15" }, `swarm.stop_grace_period "15": want a positive duration`},
 		"swarm deploy templates": {server("swarm", map[string]ServiceConfig{"shop": {SwarmService: "shop_{env}",
 			Image: "registry.example/{service}:{version}", Cmd: []string{"--env", "{env}", "--version", "{version}"}}}), ""},
 		"marathon deploy templates": {func(c *Config) {
@@ -67,7 +86,7 @@ func TestServicesValidate(t *testing.T) {
 		"version in a swarm name": {server("swarm", map[string]ServiceConfig{"shop": {SwarmService: "shop-{version}"}}),
 			"services.shop: {version} names no Swarm service or Marathon app"},
 		"user on swarm": {server("swarm", map[string]ServiceConfig{"shop": {User: "1000"}}),
-			"services.shop.user is not a setting of driver swarm (it takes swarm_service, image, cmd)"},
+			"services.shop.user is not a setting of driver swarm (it takes swarm_service, image, cmd, env)"},
 		"bad swarm monitor":    {func(c *Config) { c.Driver, c.Swarm.Monitor = "swarm", "soon" }, `swarm.monitor "soon": want a positive duration`},
 		"bad stop timeout":     {func(c *Config) { c.Docker.StopTimeout = "10" }, `docker.stop_timeout "10": want a positive duration`},
 		"bad port":             {func(c *Config) { c.Docker.Port = 70000 }, "docker.port 70000"},
