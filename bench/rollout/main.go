@@ -6,13 +6,19 @@
 // old instance) and the failed requests of the load. Results go in
 // docs/benchmarks.md.
 //
-//	go run ./bench/rollout [-driver process|docker] [-runs 3] [-rate 100]
+//	go run ./bench/rollout [-driver process|docker|swarm] [-runs 3] [-rate 100]
 //
 // With -driver process (the default) the instances are this binary,
 // re-executed. With -driver docker they are containers (host network) of
 // a FROM scratch image of the demo's own command, built offline first
 // (go build with CGO_ENABLED=0, then the image from a tar context through
-// the engine API) and removed at the end with every container.
+// the engine API) and removed at the end with every container. With
+// -driver swarm they are the tasks of one Swarm service per run (host
+// network, the same image tagged with each version), on the engine's
+// swarm, or on a single-node swarm the bench initialises on 127.0.0.1 and
+// leaves at the end; each run's service starts at 1 task, so its first
+// scale-up is 1 → 4, and Swarm rolls the deploy (start-first, parallelism
+// 1) while kplane follows and gates it.
 //
 // It is bounded (about 15 s per run), writes only to a temp dir, and
 // touches nothing but loopback and its own containers.
@@ -37,6 +43,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/client"
 	"github.com/spf13/pflag"
 
 	"github.com/kplane/kplane/examples/ticketing"
@@ -60,10 +67,10 @@ func main() {
 	}
 	runs := flag.Int("runs", 3, "repetitions")
 	rate := flag.Float64("rate", 100, "load in requests per second through the registry")
-	driver := flag.String("driver", "process", "process or docker")
+	driver := flag.String("driver", "process", "process, docker or swarm")
 	flag.Parse()
-	if *driver != "process" && *driver != "docker" {
-		fmt.Fprintf(os.Stderr, "rollout: -driver %q: want process or docker\n", *driver)
+	if *driver != "process" && *driver != "docker" && *driver != "swarm" {
+		fmt.Fprintf(os.Stderr, "rollout: -driver %q: want process, docker or swarm\n", *driver)
 		os.Exit(2)
 	}
 	if err := run(*driver, *runs, *rate); err != nil {
@@ -124,15 +131,26 @@ func run(driver string, runs int, rate float64) error {
 	defer func() { stopWatcher(); <-watcherDone }()
 	<-w.Ready()
 
-	var d signalman.InstanceDriver
-	if driver == "docker" {
+	var d driverUnderTest
+	// prepare makes the service of t exist before its first scale-up and
+	// returns its instances then: 1 on swarm (a service it creates), else 0.
+	prepare := func(context.Context, signalman.Target) (int, error) { return 0, nil }
+	switch driver {
+	case "docker":
 		dd, closeDocker, err := newDockerDriver(ctx, srv.Endpoints(), w, dir)
 		if err != nil {
 			return err
 		}
 		defer closeDocker()
 		d = dd
-	} else {
+	case "swarm":
+		sd, prep, closeSwarm, err := newSwarmDriver(ctx, srv.Endpoints(), w, dir, runs)
+		if err != nil {
+			return err
+		}
+		defer closeSwarm()
+		d, prepare = sd, prep
+	default:
 		pd, err := newProcessDriver(srv.Endpoints(), w, dir)
 		if err != nil {
 			return err
@@ -149,11 +167,15 @@ func run(driver string, runs int, rate float64) error {
 	var all sample
 	for r := range runs {
 		t := signalman.Target{Service: "inventory", Env: fmt.Sprintf("%s%d-%d", envPrefix, os.Getpid(), r)}
+		from, err := prepare(ctx, t)
+		if err != nil {
+			return err
+		}
 		start := time.Now()
 		if _, err := d.Scale(ctx, t, 4); err != nil {
 			return err
 		}
-		all.scaleUp = append(all.scaleUp, time.Since(start)/4)
+		all.scaleUp = append(all.scaleUp, time.Since(start)/time.Duration(4-from))
 		lctx, stopLoad := context.WithCancel(ctx)
 		reports := make(chan loadgen.Report, 1)
 		go func() {
@@ -191,13 +213,25 @@ func run(driver string, runs int, rate float64) error {
 			r+1, all.scaleUp[len(all.scaleUp)-1].Round(time.Millisecond), all.step[r].Round(time.Millisecond),
 			all.scaleDown[r].Round(time.Millisecond), rep.OK, rep.Failed)
 	}
-	fmt.Printf("\n%s driver, median (range) over %d runs: scale-up %s per instance (0→4 and 4→8), rolling step %s (surge 1, unavailable 0), scale-down 8→2 %s per instance\n",
-		driver, runs, stats(all.scaleUp), stats(all.step), stats(all.scaleDown))
+	first := "0→4"
+	if driver == "swarm" {
+		first = "1→4"
+	}
+	fmt.Printf("\n%s driver, median (range) over %d runs: scale-up %s per instance (%s and 4→8), rolling step %s (surge 1, unavailable 0), scale-down 8→2 %s per instance\n",
+		driver, runs, stats(all.scaleUp), first, stats(all.step), stats(all.scaleDown))
 	fmt.Printf("load through the registry at %.0f req/s: %d answered, %d failed\n", rate, all.ok, all.failed)
 	if all.failed > 0 {
 		return fmt.Errorf("%d failed requests", all.failed)
 	}
 	return nil
+}
+
+// driverUnderTest is what a run needs of a driver: scale, deploy (the
+// Deployer takes an InstanceDriver or a Roller) and tear the run's env
+// down.
+type driverUnderTest interface {
+	signalman.Orchestrator
+	signalman.EnvDestroyer
 }
 
 func newProcessDriver(endpoints []string, w *registry.Watcher, dir string) (*process.Driver, error) {
@@ -223,28 +257,15 @@ func newProcessDriver(endpoints []string, w *registry.Watcher, dir string) (*pro
 // through a bind mount. closeFn removes the containers of every bench
 // environment left (after a failure) and the image.
 func newDockerDriver(ctx context.Context, endpoints []string, w *registry.Watcher, dir string) (_ *docker.Driver, closeFn func(), _ error) {
-	bin := filepath.Join(dir, "ticketing")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/kplane/kplane/examples/ticketing/cmd/ticketing")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return nil, nil, fmt.Errorf("go build (CGO_ENABLED=0) of the demo: %v\n%s", err, out)
-	}
-	b, err := os.ReadFile(bin)
-	if err != nil {
-		return nil, nil, err
-	}
 	cli, err := docker.NewClient()
 	if err != nil {
 		return nil, nil, err
 	}
 	tag := fmt.Sprintf("kplane-bench-rollout:%d", os.Getpid())
-	start := time.Now()
-	if err := docker.BuildImage(ctx, cli, docker.ImageConfig{Tag: tag, Binary: b, Name: "ticketing",
-		Labels: map[string]string{docker.LabelManaged: "true"}}); err != nil {
+	if err := buildDemoImage(ctx, cli, dir, tag); err != nil {
 		cli.Close()
 		return nil, nil, err
 	}
-	fmt.Printf("built %s in %s\n", tag, time.Since(start).Round(time.Millisecond))
 	removeImage := func() {
 		rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -286,6 +307,28 @@ func newDockerDriver(ctx context.Context, endpoints []string, w *registry.Watche
 		d.Close()
 		removeImage()
 	}, nil
+}
+
+// buildDemoImage builds the demo's command statically and a FROM scratch
+// image of it, tagged tag, offline.
+func buildDemoImage(ctx context.Context, cli *client.Client, dir, tag string) error {
+	bin := filepath.Join(dir, "ticketing")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/kplane/kplane/examples/ticketing/cmd/ticketing")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build (CGO_ENABLED=0) of the demo: %v\n%s", err, out)
+	}
+	b, err := os.ReadFile(bin)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := docker.BuildImage(ctx, cli, docker.ImageConfig{Tag: tag, Binary: b, Name: "ticketing",
+		Labels: map[string]string{docker.LabelManaged: "true"}}); err != nil {
+		return err
+	}
+	fmt.Printf("built %s in %s\n", tag, time.Since(start).Round(time.Millisecond))
+	return nil
 }
 
 // stats is "median (min–max)".
