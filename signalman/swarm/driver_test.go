@@ -22,48 +22,17 @@ import (
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
 
-	"github.com/kplane/kplane/internal/testenv"
+	"github.com/kplane/kplane/internal/swarmtest"
 	"github.com/kplane/kplane/signalman"
 )
 
-// engine connects to the local Docker engine and makes sure it is a Swarm
-// manager: it initialises a single-node swarm on 127.0.0.1 and leaves it at
-// the end, unless the engine already was in a swarm (then it is used and
-// left alone).
+// engine is a client of the local engine, a Swarm manager for the test:
+// a single-node swarm it initialises on 127.0.0.1 and leaves at the end,
+// or the one the engine is in (see internal/swarmtest, which also keeps
+// the swarm tests of several test binaries from overlapping).
 func engine(t *testing.T) *client.Client {
 	t.Helper()
-	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
-	if err != nil {
-		testenv.Missing(t, "docker client: %v", err)
-	}
-	t.Cleanup(func() { cli.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	info, err := cli.Info(ctx)
-	if err != nil {
-		testenv.Missing(t, "docker engine: %v", err)
-	}
-	switch info.Swarm.LocalNodeState {
-	case swarm.LocalNodeStateActive:
-		if !info.Swarm.ControlAvailable {
-			t.Fatal("this engine is a swarm worker; the test needs a manager")
-		}
-		return cli
-	case swarm.LocalNodeStateInactive:
-	default:
-		t.Fatalf("engine swarm state %q", info.Swarm.LocalNodeState)
-	}
-	if _, err := cli.SwarmInit(ctx, swarm.InitRequest{ListenAddr: "127.0.0.1:2377", AdvertiseAddr: "127.0.0.1"}); err != nil {
-		t.Fatalf("swarm init: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := cli.SwarmLeave(ctx, true); err != nil {
-			t.Errorf("swarm leave: %v", err)
-		}
-	})
-	return cli
+	return swarmtest.Manager(t)
 }
 
 // sleeperImage builds a FROM-scratch image holding testdata/sleeper, with
