@@ -8,7 +8,10 @@
 // environments (Deployer). The Deployer rolls instances one at a time
 // through an InstanceDriver (process, docker), or hands the deploy to a
 // Roller (swarm, marathon), whose scheduler rolls by itself while the
-// driver follows it (Follow) and rolls it back when it fails.
+// driver follows it (Follow) and rolls it back when it fails. Environments
+// need a driver that can tear one down (EnvDestroyer): every
+// InstanceDriver, and the swarm Roller, whose Roll creates a service an
+// environment does not run yet.
 //
 // Signalman does not decide how many instances to run (that is
 // headquarter) and does not locate instances for callers (that is
