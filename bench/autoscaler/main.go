@@ -16,14 +16,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -31,11 +27,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/kplane/kplane/bench/internal/devproc"
 	"github.com/kplane/kplane/examples/ticketing/loadgen"
 	"github.com/kplane/kplane/registry"
 )
@@ -91,14 +87,14 @@ func run(runs int, base, peak float64, interval, bin string) error {
 	if err != nil {
 		return err
 	}
-	defer dev.stop()
+	defer dev.Stop()
 	cooldown, err := dev.cooldownUp(ctx)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("kplane dev at %s (%s); inventory policy cooldownUp %s\n", dev.url, dev.sourceLine, cooldown)
+	fmt.Printf("kplane dev at %s (%s); inventory policy cooldownUp %s\n", dev.URL, dev.sourceLine, cooldown)
 
-	etcd, err := registry.Connect(registry.ConnectConfig{Endpoints: []string{"http://" + dev.etcd}})
+	etcd, err := registry.Connect(registry.ConnectConfig{Endpoints: []string{"http://" + dev.Etcd}})
 	if err != nil {
 		return err
 	}
@@ -278,120 +274,39 @@ func (r *recorder) firstNew(old map[string]bool, since time.Time) (time.Time, bo
 func waitInstances(ctx context.Context, w *registry.Watcher, n int, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	err := w.WaitInstances(ctx, "inventory", func(ins []registry.Instance) bool { return len(inEnv(ins, "dev")) == n })
+	err := w.WaitInstances(ctx, "inventory", func(ins []registry.Instance) bool { return len(devproc.InEnv(ins, "dev")) == n })
 	if err != nil {
 		return fmt.Errorf("inventory not at %d instances: %w", n, err)
 	}
 	return nil
 }
 
-// devProcess is a running `kplane dev`.
+// devProcess is a running `kplane dev` and the autoscaler settings its log
+// says it chose.
 type devProcess struct {
-	cmd        *exec.Cmd
-	url, etcd  string
+	*devproc.Process
 	sourceLine string
-	exited     chan struct{}
 }
 
 func startDev(ctx context.Context, bin, dataDir, interval string) (*devProcess, error) {
-	listen, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	etcd, _ := freeAddr()
-	peer, _ := freeAddr()
-	cmd := exec.Command(bin, "dev", "--listen", listen, "--data-dir", dataDir, "--dev-token", token,
-		"--etcd-listen", etcd, "--etcd-peer-listen", peer)
-	cmd.Env = os.Environ()
+	var env []string
 	if interval != "" {
-		cmd.Env = append(cmd.Env, "KPLANE_AUTOSCALER_INTERVAL="+interval)
+		env = append(env, "KPLANE_AUTOSCALER_INTERVAL="+interval)
 	}
-	logf, err := os.Create(filepath.Join(filepath.Dir(dataDir), "kplane.log"))
+	p, err := devproc.Start(ctx, devproc.Config{Bin: bin, DataDir: dataDir, Token: token, Env: env,
+		Log: filepath.Join(filepath.Dir(dataDir), "kplane.log"), BannerTimeout: 60 * time.Second})
 	if err != nil {
 		return nil, err
 	}
-	defer logf.Close()
-	banner := &bannerWriter{seen: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = banner, logf
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	p := &devProcess{cmd: cmd, url: "http://" + listen, etcd: etcd, exited: make(chan struct{})}
-	go func() { cmd.Wait(); close(p.exited) }()
-	select {
-	case <-banner.seen:
-	case <-p.exited:
-		return nil, fmt.Errorf("kplane dev exited; see %s", logf.Name())
-	case <-time.After(60 * time.Second):
-		p.stop()
-		return nil, errors.New("kplane dev printed no banner in 60 s")
-	case <-ctx.Done():
-		p.stop()
-		return nil, ctx.Err()
-	}
-	log, _ := os.ReadFile(logf.Name())
-	p.sourceLine = regexp.MustCompile(`source=\S+.*interval=\S+`).FindString(string(log))
-	return p, nil
-}
-
-// bannerWriter is kplane dev's stdout: it closes seen once the banner's
-// console line has been printed.
-type bannerWriter struct {
-	mu   sync.Mutex
-	buf  []byte
-	done bool
-	seen chan struct{}
-}
-
-func (w *bannerWriter) Write(b []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.buf = append(w.buf, b...)
-		if bytes.Contains(w.buf, []byte("Console:")) {
-			w.done, w.buf = true, nil
-			close(w.seen)
-		}
-	}
-	return len(b), nil
-}
-
-// stop interrupts kplane dev, which stops its instances, and waits.
-func (p *devProcess) stop() {
-	p.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-p.exited:
-	case <-time.After(30 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.exited
-	}
-}
-
-func (p *devProcess) call(ctx context.Context, method, path, body string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, p.url+path, strings.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	c := http.Client{Timeout: 60 * time.Second}
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, b)
-	}
-	return json.Unmarshal(b, out)
+	log, _ := os.ReadFile(p.Log)
+	return &devProcess{Process: p, sourceLine: regexp.MustCompile(`source=\S+.*interval=\S+`).FindString(string(log))}, nil
 }
 
 func (p *devProcess) cooldownUp(ctx context.Context) (time.Duration, error) {
 	var pol struct {
 		CooldownUp string `json:"cooldownUp"`
 	}
-	if err := p.call(ctx, http.MethodGet, "/api/v1/policies/inventory", "", &pol); err != nil {
+	if err := p.Call(ctx, http.MethodGet, "/api/v1/policies/inventory", "", &pol); err != nil {
 		return 0, err
 	}
 	return time.ParseDuration(pol.CooldownUp)
@@ -403,7 +318,7 @@ func (p *devProcess) scale(ctx context.Context, n int) error {
 	var err error
 	for range 20 {
 		var ans map[string]any
-		if err = p.call(ctx, http.MethodPost, "/api/v1/services/inventory/scale", fmt.Sprintf(`{"instances": %d}`, n), &ans); err == nil {
+		if err = p.Call(ctx, http.MethodPost, "/api/v1/services/inventory/scale", fmt.Sprintf(`{"instances": %d}`, n), &ans); err == nil {
 			return nil
 		}
 		time.Sleep(time.Second)
@@ -424,7 +339,7 @@ func (p *devProcess) firstUp(ctx context.Context, since time.Time) (decision, er
 	var body struct {
 		Decisions []decision `json:"decisions"`
 	}
-	if err := p.call(ctx, http.MethodGet, "/api/v1/decisions?service=inventory&limit=500", "", &body); err != nil {
+	if err := p.Call(ctx, http.MethodGet, "/api/v1/decisions?service=inventory&limit=500", "", &body); err != nil {
 		return decision{}, err
 	}
 	for _, d := range slices.Backward(body.Decisions) {
@@ -435,29 +350,10 @@ func (p *devProcess) firstUp(ctx context.Context, since time.Time) (decision, er
 	return decision{}, errors.New("no executed scale-up decision since the spike")
 }
 
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
 func ms(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
 
 // devInventory is the demo's inventory: kplane dev also runs inventory in
 // HAWAII's alpha, qa and prod environments, which the autoscaler leaves be.
 func devInventory(w *registry.Watcher) []registry.Instance {
-	return inEnv(w.Instances("inventory"), "dev")
-}
-
-func inEnv(ins []registry.Instance, env string) []registry.Instance {
-	var out []registry.Instance
-	for _, in := range ins {
-		if in.Env == env {
-			out = append(out, in)
-		}
-	}
-	return out
+	return devproc.InEnv(w.Instances("inventory"), "dev")
 }

@@ -41,7 +41,6 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -54,6 +53,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kplane/kplane/bench/internal/devproc"
 	"github.com/kplane/kplane/examples/ticketing/loadgen"
 	"github.com/kplane/kplane/registry"
 )
@@ -107,14 +107,16 @@ func run(o options) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	dev, err := startDev(ctx, bin, filepath.Join(dir, "data"))
+	dev, err := devproc.Start(ctx, devproc.Config{Bin: bin, DataDir: filepath.Join(dir, "data"), Token: token,
+		Env: []string{"KPLANE_AUTOSCALER=true", "KPLANE_DRIVER=process", "KPLANE_AUTOSCALER_SOURCE=scrape"},
+		Log: filepath.Join(os.TempDir(), fmt.Sprintf("kplane-soak-%d.log", os.Getpid()))})
 	if err != nil {
 		return err
 	}
-	defer dev.stop()
-	logf("kplane dev at %s (pid %d), log %s", dev.url, dev.cmd.Process.Pid, dev.log)
+	defer dev.Stop()
+	logf("kplane dev at %s, log %s", dev.URL, dev.Log)
 
-	etcd, err := registry.Connect(registry.ConnectConfig{Endpoints: []string{"http://" + dev.etcd}})
+	etcd, err := registry.Connect(registry.ConnectConfig{Endpoints: []string{"http://" + dev.Etcd}})
 	if err != nil {
 		return err
 	}
@@ -132,7 +134,7 @@ func run(o options) error {
 	}
 	for _, svc := range []string{"inventory", "checkpoint"} {
 		wait, cancel := context.WithTimeout(ctx, time.Minute)
-		err := watcher.WaitInstances(wait, svc, func(ins []registry.Instance) bool { return len(inEnv(ins, "dev")) > 0 })
+		err := watcher.WaitInstances(wait, svc, func(ins []registry.Instance) bool { return len(devproc.InEnv(ins, "dev")) > 0 })
 		cancel()
 		if err != nil {
 			return fmt.Errorf("no %s instance in env dev: %w", svc, err)
@@ -178,7 +180,7 @@ func run(o options) error {
 	}
 	// What kplane counted in the end, after the last requests settled.
 	time.Sleep(3 * time.Second)
-	final, err := dev.metrics(context.Background())
+	final, err := devMetrics(context.Background(), dev)
 	if err != nil {
 		return fmt.Errorf("final /metrics: %w", err)
 	}
@@ -272,7 +274,7 @@ func (r *results) note(format string, args ...any) {
 
 // sendSpans posts the soak's own client spans every 2 s, alternating
 // Zipkin v2 and OTLP/HTTP JSON, five spans a batch.
-func sendSpans(ctx context.Context, dev *devProcess, res *results) {
+func sendSpans(ctx context.Context, dev *devproc.Process, res *results) {
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
 	for n := 0; ; n++ {
@@ -285,7 +287,7 @@ func sendSpans(ctx context.Context, dev *devProcess, res *results) {
 		if n%2 == 1 {
 			path, ctype, body = otlpBatch(n)
 		}
-		err := dev.post(ctx, path, ctype, body)
+		err := postOnly(dev.Do(ctx, http.MethodPost, path, ctype, body))
 		res.mu.Lock()
 		if err == nil {
 			res.spansSent += spansPerBatch
@@ -366,7 +368,7 @@ type promotion struct {
 
 // promotions reports a new inventory build 1 min in and every
 // promoteEvery after, and takes each through alpha and qa to prod.
-func promotions(ctx context.Context, dev *devProcess, o options, res *results) {
+func promotions(ctx context.Context, dev *devproc.Process, o options, res *results) {
 	next := time.NewTimer(min(time.Minute, o.duration/3))
 	defer next.Stop()
 	for n := 1; ; n++ {
@@ -391,7 +393,7 @@ func promotions(ctx context.Context, dev *devProcess, o options, res *results) {
 	}
 }
 
-func promote(ctx context.Context, dev *devProcess, n int) promotion {
+func promote(ctx context.Context, dev *devproc.Process, n int) promotion {
 	p := promotion{version: fmt.Sprintf("1.9.%d", n), reported: time.Now()}
 	body, _ := json.Marshal(map[string]any{
 		"service": "inventory", "version": p.version, "image": "kplane/inventory:" + p.version,
@@ -406,7 +408,7 @@ func promote(ctx context.Context, dev *devProcess, n int) promotion {
 			Status string `json:"status"`
 		} `json:"stages"`
 	}
-	if err := dev.call(ctx, http.MethodPost, "/api/v1/builds", string(body), &b); err != nil {
+	if err := dev.Call(ctx, http.MethodPost, "/api/v1/builds", string(body), &b); err != nil {
 		p.err = "report: " + err.Error()
 		return p
 	}
@@ -414,7 +416,7 @@ func promote(ctx context.Context, dev *devProcess, n int) promotion {
 	logf("build %s reported as #%d", p.version, p.id)
 	// alpha then qa; each deploys an environment and runs kplane smoke.
 	for {
-		if err := dev.call(ctx, http.MethodGet, fmt.Sprintf("/api/v1/builds/%d", p.id), "", &b); err != nil {
+		if err := dev.Call(ctx, http.MethodGet, fmt.Sprintf("/api/v1/builds/%d", p.id), "", &b); err != nil {
 			p.err = "get build: " + err.Error()
 			return p
 		}
@@ -442,7 +444,7 @@ func promote(ctx context.Context, dev *devProcess, n int) promotion {
 	var pr struct {
 		DeployID string `json:"deployID"`
 	}
-	if err := dev.call(ctx, http.MethodPost, fmt.Sprintf("/api/v1/builds/%d/promote", p.id), `{"to": "prod"}`, &pr); err != nil {
+	if err := dev.Call(ctx, http.MethodPost, fmt.Sprintf("/api/v1/builds/%d/promote", p.id), `{"to": "prod"}`, &pr); err != nil {
 		p.err = "promote: " + err.Error()
 		return p
 	}
@@ -454,7 +456,7 @@ func promote(ctx context.Context, dev *devProcess, n int) promotion {
 		// The deploy is finished without the soak's cancellation: a
 		// promotion under way at the end is still counted.
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		err := dev.call(dctx, http.MethodGet, "/api/v1/deploys/"+pr.DeployID, "", &d)
+		err := dev.Call(dctx, http.MethodGet, "/api/v1/deploys/"+pr.DeployID, "", &d)
 		cancel()
 		if err != nil {
 			p.err = "get deploy: " + err.Error()
@@ -495,7 +497,7 @@ type sample struct {
 	spans      float64 // stored
 }
 
-func sampleLoop(ctx context.Context, dev *devProcess, w *registry.Watcher, start time.Time, every time.Duration) []sample {
+func sampleLoop(ctx context.Context, dev *devproc.Process, w *registry.Watcher, start time.Time, every time.Duration) []sample {
 	var out []sample
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -505,7 +507,7 @@ func sampleLoop(ctx context.Context, dev *devProcess, w *registry.Watcher, start
 			return out
 		case <-t.C:
 		}
-		m, err := dev.metrics(ctx)
+		m, err := devMetrics(ctx, dev)
 		if err != nil {
 			if ctx.Err() == nil {
 				logf("sample: %v", err)
@@ -514,7 +516,7 @@ func sampleLoop(ctx context.Context, dev *devProcess, w *registry.Watcher, start
 		}
 		s := sample{at: time.Since(start), rss: m.get("process_resident_memory_bytes"),
 			heap: m.get("go_memstats_heap_inuse_bytes"), goroutines: m.get("go_goroutines"),
-			instances: len(inEnv(w.Instances("inventory"), "dev")), decisions: m.sum("kplane_headquarter_decisions_total"),
+			instances: len(devproc.InEnv(w.Instances("inventory"), "dev")), decisions: m.sum("kplane_headquarter_decisions_total"),
 			spans: m.sum("kplane_ktrace_ingest_spans_stored_total")}
 		out = append(out, s)
 		logf("sample: rss %.1f MiB, heap %.1f MiB, %v goroutines, %d inventory instances, %v decisions, %v spans stored",
@@ -715,150 +717,14 @@ func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "%s %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
 }
 
-// devProcess is a running `kplane dev`.
-type devProcess struct {
-	cmd       *exec.Cmd
-	url, etcd string
-	log       string
-	exited    chan struct{}
-	http      *http.Client
-}
-
-func startDev(ctx context.Context, bin, dataDir string) (*devProcess, error) {
-	listen, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	etcd, _ := freeAddr()
-	peer, _ := freeAddr()
-	cmd := exec.Command(bin, "dev", "--listen", listen, "--data-dir", dataDir, "--dev-token", token,
-		"--etcd-listen", etcd, "--etcd-peer-listen", peer)
-	cmd.Env = append(os.Environ(), "KPLANE_AUTOSCALER=true", "KPLANE_DRIVER=process", "KPLANE_AUTOSCALER_SOURCE=scrape")
-	logPath := filepath.Join(os.TempDir(), fmt.Sprintf("kplane-soak-%d.log", os.Getpid()))
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	defer logFile.Close()
-	banner := &bannerWriter{seen: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = banner, logFile
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	p := &devProcess{cmd: cmd, url: "http://" + listen, etcd: etcd, log: logPath, exited: make(chan struct{}),
-		http: &http.Client{Timeout: 30 * time.Second}}
-	go func() { cmd.Wait(); close(p.exited) }()
-	select {
-	case <-banner.seen:
-		return p, nil
-	case <-p.exited:
-		return nil, fmt.Errorf("kplane dev exited; see %s", logPath)
-	case <-time.After(90 * time.Second):
-		p.stop()
-		return nil, errors.New("kplane dev printed no banner in 90 s")
-	case <-ctx.Done():
-		p.stop()
-		return nil, ctx.Err()
-	}
-}
-
-// bannerWriter is kplane dev's stdout: it closes seen once the banner's
-// console line has been printed.
-type bannerWriter struct {
-	mu   sync.Mutex
-	buf  []byte
-	done bool
-	seen chan struct{}
-}
-
-func (w *bannerWriter) Write(b []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.buf = append(w.buf, b...)
-		if bytes.Contains(w.buf, []byte("Console:")) {
-			w.done, w.buf = true, nil
-			close(w.seen)
-		}
-	}
-	return len(b), nil
-}
-
-// stop interrupts kplane dev, which stops its instances, and waits.
-func (p *devProcess) stop() {
-	p.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-p.exited:
-	case <-time.After(30 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.exited
-	}
-}
-
-func (p *devProcess) do(ctx context.Context, method, path, ctype string, body []byte) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, method, p.url+path, bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	if body != nil {
-		req.Header.Set("Content-Type", ctype)
-	}
-	resp, err := p.http.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode >= 300 {
-		return nil, fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, bytes.TrimSpace(b))
-	}
-	return b, nil
-}
-
-func (p *devProcess) call(ctx context.Context, method, path, body string, out any) error {
-	var in []byte
-	if body != "" {
-		in = []byte(body)
-	}
-	b, err := p.do(ctx, method, path, "application/json", in)
-	if err != nil {
-		return err
-	}
-	return json.Unmarshal(b, out)
-}
-
-func (p *devProcess) post(ctx context.Context, path, ctype string, body []byte) error {
-	_, err := p.do(ctx, http.MethodPost, path, ctype, body)
-	return err
-}
-
-func (p *devProcess) metrics(ctx context.Context) (metrics, error) {
-	b, err := p.do(ctx, http.MethodGet, "/metrics", "", nil)
+// devMetrics reads kplane's own /metrics.
+func devMetrics(ctx context.Context, p *devproc.Process) (metrics, error) {
+	b, err := p.Do(ctx, http.MethodGet, "/metrics", "", nil)
 	if err != nil {
 		return nil, err
 	}
 	return parseMetrics(bytes.NewReader(b))
 }
 
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
-func inEnv(ins []registry.Instance, env string) []registry.Instance {
-	var out []registry.Instance
-	for _, in := range ins {
-		if in.Env == env {
-			out = append(out, in)
-		}
-	}
-	return out
-}
+// postOnly drops the body of an answer whose status is all that counts.
+func postOnly(_ []byte, err error) error { return err }
