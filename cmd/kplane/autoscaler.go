@@ -98,15 +98,17 @@ func newAutoscaler(ctx context.Context, cfg Config, cli *clientv3.Client, db *sq
 	}
 	return &autoscaler{
 		scout: sc, store: store, leader: leader, loop: loop,
-		manual: manualScaler{scaler: scaler, leader: leader, policies: store, decisions: store, log: log, now: time.Now},
+		manual: manualScaler{scaler: scaler, leader: leader, policies: store, decisions: leader.FencedDecisions(store), log: log, now: time.Now},
 	}, nil
 }
 
 // newManualScaler is the manual scaler of a kplane whose autoscaler is
 // off: no election runs, so nothing fences it; orch serializes the scales
 // of one target across replicas (lockedOrchestrator). Its scales are
-// recorded as "manual" decisions in the SQL store, as with the autoscaler
-// on, and listed by GET /api/v1/decisions.
+// recorded as "manual" decisions in the SQL store, in progress first, as
+// with the autoscaler on, and listed by GET /api/v1/decisions. With no
+// leader, nothing marks a scale cut short by a crash interrupted: it
+// stays in progress.
 func newManualScaler(cfg Config, db *sql.DB, orch signalman.Orchestrator, log *slog.Logger) (manualScaler, *headquarter.SQLStore) {
 	store := headquarter.NewSQLStore(db, nil)
 	return manualScaler{scaler: orchestratorScaler{orch: orch, defaultEnv: cfg.autoscalerEnv()},
@@ -204,16 +206,18 @@ func (s orchestratorScaler) scale(ctx context.Context, service, env string, n in
 	return s.orch.Scale(ctx, signalman.Target{Service: service, Env: env}, n)
 }
 
-// fence is what a manual scale checks before acting: the leader's fence.
+// fence is what a manual scale asks for its term: the leader's fence.
 type fence interface {
 	Fence() (headquarter.Fence, error)
-	Check(ctx context.Context, f headquarter.Fence) error
 }
 
-// manualScaler serves POST /api/v1/services/{service}/scale: it scales
-// through the orchestrator, fenced like the Loop's calls when the
-// autoscaler runs (leader set), and records a "manual" decision so the
-// log explains the change.
+// manualScaler serves POST /api/v1/services/{service}/scale. Like the
+// Loop, it stores a "manual" decision in progress before acting and its
+// outcome when the orchestrator returns, so a scale cut short by a crash
+// is on record; with the autoscaler on (leader set), only the leader
+// scales, the decision carries its term, and decisions is the fenced
+// store, so the next leader marks a cut-short scale interrupted and a
+// deposed leader's writes are refused.
 type manualScaler struct {
 	scaler    orchestratorScaler
 	leader    fence
@@ -224,39 +228,64 @@ type manualScaler struct {
 }
 
 func (m manualScaler) ScaleManually(ctx context.Context, service string, n int, by string) (signalman.Result, error) {
+	if n < 0 {
+		return signalman.Result{}, fmt.Errorf("%w: %d instances", signalman.ErrInvalid, n)
+	}
+	var term int64
 	if m.leader != nil {
 		f, err := m.leader.Fence()
-		if err == nil {
-			err = m.leader.Check(ctx, f)
-		}
 		if err != nil {
 			return signalman.Result{}, fmt.Errorf("manual scale of %s: %w", service, err)
 		}
+		term = f.Revision
 	}
 	env := ""
 	if p, err := m.policies.Policy(ctx, service); err == nil {
 		env = p.Env
 	}
-	start := m.now()
-	res, err := m.scaler.scale(ctx, service, env, n)
-	if errors.Is(err, signalman.ErrInvalid) || errors.Is(err, signalman.ErrUnknownService) || errors.Is(err, signalman.ErrBusy) {
-		return res, err // nothing happened: nothing to explain
-	}
 	d := headquarter.Decision{
-		Time: start, Service: service, Env: env, Action: actionManual,
+		Time: m.now(), Service: service, Env: env, Action: actionManual,
 		Reason: fmt.Sprintf("manual scale to %d by %s", n, by),
-		From:   res.From, To: n, Outcome: headquarter.OutcomeDone, Finished: m.now(),
+		From:   m.instances(ctx, service, env), To: n, Term: term,
+	}
+	// Without its intent on record it does not act, as the Loop does not.
+	d, err := m.decisions.Start(ctx, d)
+	if err != nil {
+		return signalman.Result{}, fmt.Errorf("manual scale of %s: store the decision before acting: %w", service, err)
+	}
+	res, err := m.scaler.scale(ctx, service, env, n)
+	d.Outcome, d.Finished = headquarter.OutcomeDone, m.now()
+	if err == nil || res.From != 0 || res.To != 0 {
+		d.From = res.From // what the orchestrator found, not the earlier count
 	}
 	switch {
+	case errors.Is(err, signalman.ErrBusy):
+		d.Outcome, d.Error = headquarter.OutcomeBusy, err.Error()
 	case err != nil:
 		d.Outcome, d.Error = headquarter.OutcomeFailed, err.Error()
 	case res.NoOp():
 		d.Outcome = headquarter.OutcomeNoOp
 	}
-	if rerr := m.decisions.Record(ctx, d); rerr != nil {
-		m.log.Warn("cannot record a manual decision", "service", service, "err", rerr)
+	// Stored even when the request's context ended: the scale happened.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if ferr := m.decisions.Finish(fctx, d); ferr != nil {
+		m.log.Warn("cannot store the outcome of a manual scale", "service", service, "decision", d.ID, "outcome", string(d.Outcome), "err", ferr)
 	}
 	return res, err
+}
+
+// instances is the count a manual scale starts from, for its intent; the
+// orchestrator's result replaces it. Unknown (0) when it cannot be listed.
+func (m manualScaler) instances(ctx context.Context, service, env string) int {
+	if env == "" {
+		env = m.scaler.defaultEnv
+	}
+	in, err := m.scaler.orch.Instances(ctx, signalman.Target{Service: service, Env: env})
+	if err != nil {
+		return 0
+	}
+	return len(in)
 }
 
 // envRegistry shows scout only the instances of one environment, the
