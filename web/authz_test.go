@@ -123,7 +123,7 @@ var publicReads = map[string]string{
 
 // fullEnv is a server with every optional feature configured, backed by
 // the same in-memory and SQLite implementations as the feature tests.
-func fullEnv(t *testing.T) *env {
+func fullEnv(t testing.TB) *env {
 	t.Helper()
 	ctx := t.Context()
 	builds := hawaii.NewMemoryStore(nil)

@@ -99,7 +99,7 @@ func (s *Server) apiPutPolicy(c *gin.Context) {
 			s.fail(c, err)
 			return
 		}
-		s.fail(c, fmt.Errorf("policy body is not JSON: %v: %w", err, errMalformed))
+		s.fail(c, fmt.Errorf("policy body is not JSON: %w: %w", err, errMalformed))
 		return
 	}
 	if p.Service != "" && p.Service != service {
@@ -154,7 +154,12 @@ func (s *Server) apiScale(c *gin.Context) {
 	var body struct {
 		Instances *int `json:"instances"`
 	}
-	if err := json.NewDecoder(c.Request.Body).Decode(&body); err != nil || body.Instances == nil {
+	if err := json.NewDecoder(c.Request.Body).Decode(&body); err != nil {
+		// %w keeps a body over the limit a 413.
+		s.fail(c, fmt.Errorf(`want a JSON body like {"instances": 3}: %w: %w`, err, errMalformed))
+		return
+	}
+	if body.Instances == nil {
 		s.fail(c, fmt.Errorf(`want a JSON body like {"instances": 3}: %w`, errMalformed))
 		return
 	}

@@ -64,7 +64,7 @@ func (s *Server) apiDeploy(c *gin.Context) {
 	dec := json.NewDecoder(c.Request.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&b); err != nil {
-		s.fail(c, fmt.Errorf(`want a JSON body like {"service": "inventory", "env": "qa", "version": "1.5.0"}: %v: %w`, err, errMalformed))
+		s.fail(c, fmt.Errorf(`want a JSON body like {"service": "inventory", "env": "qa", "version": "1.5.0"}: %w: %w`, err, errMalformed))
 		return
 	}
 	if b.Env == "" {

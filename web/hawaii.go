@@ -129,7 +129,7 @@ func (s *Server) apiPromote(c *gin.Context) {
 	dec := json.NewDecoder(c.Request.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&b); err != nil {
-		s.fail(c, fmt.Errorf(`want a JSON body like {"to": "prod"}: %v: %w`, err, errMalformed))
+		s.fail(c, fmt.Errorf(`want a JSON body like {"to": "prod"}: %w: %w`, err, errMalformed))
 		return
 	}
 	if b.To != string(hawaii.StageProd) {

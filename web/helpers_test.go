@@ -112,7 +112,7 @@ func demoServices() []registry.Service {
 }
 
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *Server
 	ts     *httptest.Server
 	auth   *auth.Service
@@ -124,7 +124,7 @@ type env struct {
 
 type option func(*Config)
 
-func newEnv(t *testing.T, opts ...option) *env {
+func newEnv(t testing.TB, opts ...option) *env {
 	t.Helper()
 	ctx := t.Context()
 	db, err := sqldb.Open(ctx, filepath.Join(t.TempDir(), "kplane.db"), nil)
@@ -241,7 +241,7 @@ func decodeError(t *testing.T, r response) errorBody {
 var csrfInput = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 
 // formCSRF extracts the CSRF token a page's form carries.
-func formCSRF(t *testing.T, page string) string {
+func formCSRF(t testing.TB, page string) string {
 	t.Helper()
 	m := csrfInput.FindStringSubmatch(page)
 	if m == nil {
