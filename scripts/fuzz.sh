@@ -30,6 +30,7 @@ targets=(
   "FuzzParseJUnit ./hawaii"           # JUnit XML test results
   "FuzzParsePolicies ./headquarter"   # autoscaler policy YAML
   "FuzzDecodeReport ./web"            # build report JSON
+  "FuzzAPI ./web"                     # the whole HTTP API: routes, headers, bodies
   "FuzzConfigFile ./cmd/kplane"       # kplane.yaml
 )
 
