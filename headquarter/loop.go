@@ -259,7 +259,7 @@ func (l *Loop) tick(ctx context.Context, scales *sync.WaitGroup, scheduled time.
 	}
 
 	l.gen++
-	var batch []Decision
+	var batch, execs []Decision
 	for _, p := range l.policies {
 		svc := p.Service
 		e := l.services[svc]
@@ -287,12 +287,18 @@ func (l *Loop) tick(ctx context.Context, scales *sync.WaitGroup, scheduled time.
 		switch {
 		case d.Executes():
 			e.inflight = true
-			rep.Dispatched++
-			scales.Go(func() { l.scale(ctx, d) })
+			execs = append(execs, d)
 		case d.Noteworthy():
 			batch = append(batch, d)
 		}
 	}
+	// Dispatched once every service is evaluated: each scale first
+	// stores its intent, and those writes would otherwise take the CPU
+	// from the evaluation of the services after it.
+	for _, d := range execs {
+		scales.Go(func() { l.scale(ctx, d) })
+	}
+	rep.Dispatched = len(execs)
 	if len(l.services) > rep.Evaluated {
 		for svc, e := range l.services {
 			if e.gen != l.gen && !e.inflight {

@@ -18,7 +18,7 @@ import (
 
 // maxWriteBatch bounds the writes in one transaction, so that a read
 // waiting for the connection waits for one bounded batch.
-const maxWriteBatch = 128
+const maxWriteBatch = 32
 
 // writeOp is one queued write.
 type writeOp struct {
