@@ -19,6 +19,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"sync"
 	"time"
@@ -34,12 +36,16 @@ func main() {
 	dir := flag.String("dir", "", "directory for traces.db (default: a temp dir, removed at the end)")
 	cacheMiB := flag.Int("cache", 256, "writer page cache, MiB")
 	pageSize := flag.Int("pagesize", 0, "page size of a new traces.db (0: the store's default)")
+	flag.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the ingest phase here")
+	flag.StringVar(&traceFile, "trace", "", "write a runtime trace of the ingest phase's lookups here")
 	flag.Parse()
 	if err := run(*spans, *lookups, *ingestFor, *dir, *cacheMiB, *pageSize); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/ktrace-lookup:", err)
 		os.Exit(1)
 	}
 }
+
+var cpuProfile, traceFile string
 
 var services = []string{"gateway", "checkpoint", "inventory", "orders", "payments", "auth", "notify", "search"}
 
@@ -216,6 +222,10 @@ func run(nSpans, nLookups int, ingestFor time.Duration, dir string, cacheMiB, pa
 			}
 		}
 	}()
+	stopProfiles, err := startProfiles()
+	if err != nil {
+		return err
+	}
 	busy := make([]time.Duration, 0, nLookups)
 	rng = rand.New(rand.NewPCG(7, 8))
 	for len(busy) < nLookups && ictx.Err() == nil {
@@ -225,6 +235,7 @@ func run(nSpans, nLookups int, ingestFor time.Duration, dir string, cacheMiB, pa
 		}
 		busy = append(busy, d)
 	}
+	stopProfiles()
 	<-ictx.Done()
 	wg.Wait()
 	elapsed := time.Since(ingestStart)
@@ -254,6 +265,40 @@ func run(nSpans, nLookups int, ingestFor time.Duration, dir string, cacheMiB, pa
 	}
 	fmt.Println("all goals met")
 	return nil
+}
+
+// startProfiles starts the -cpuprofile and -trace recordings; the
+// returned function stops them.
+func startProfiles() (func(), error) {
+	var stops []func()
+	stop := func() {
+		for _, f := range stops {
+			f()
+		}
+	}
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return nil, err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, err
+		}
+		stops = append(stops, func() { pprof.StopCPUProfile(); f.Close() })
+	}
+	if traceFile != "" {
+		f, err := os.Create(traceFile)
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		if err := trace.Start(f); err != nil {
+			stop()
+			return nil, err
+		}
+		stops = append(stops, func() { trace.Stop(); f.Close() })
+	}
+	return stop, nil
 }
 
 // pct is the p-th percentile (nearest rank); 100 is the maximum.

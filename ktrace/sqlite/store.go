@@ -192,9 +192,26 @@ func openReaders(ctx context.Context, path string, n int) (*sql.DB, error) {
 	db.SetMaxOpenConns(n)
 	db.SetMaxIdleConns(n)
 	db.SetConnMaxLifetime(0)
-	if err := db.PingContext(ctx); err != nil {
-		db.Close()
-		return nil, err
+	// Open every connection now: database/sql opens them lazily, and a
+	// connection opened beside the writer waited tens of milliseconds
+	// for the page cache's global mutex (modernc's SQLite shares one page
+	// cache group between connections), in the middle of a lookup.
+	conns := make([]*sql.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range n {
+		c, err := db.Conn(ctx)
+		if err == nil {
+			conns = append(conns, c)
+			err = c.PingContext(ctx)
+		}
+		if err != nil {
+			db.Close()
+			return nil, err
+		}
 	}
 	return db, nil
 }
