@@ -16,6 +16,7 @@ import (
 	dswarm "github.com/docker/docker/api/types/swarm"
 
 	"github.com/kplane/kplane/examples/ticketing"
+	"github.com/kplane/kplane/internal/swarmtest"
 	"github.com/kplane/kplane/registry"
 	"github.com/kplane/kplane/signalman"
 	"github.com/kplane/kplane/signalman/docker"
@@ -59,13 +60,14 @@ func newSwarmDriver(ctx context.Context, endpoints []string, w *registry.Watcher
 			return fail(fmt.Errorf("this engine is a swarm worker; the bench needs a manager"))
 		}
 	case dswarm.LocalNodeStateInactive:
-		if _, err := cli.SwarmInit(ctx, dswarm.InitRequest{ListenAddr: "127.0.0.1:2377", AdvertiseAddr: "127.0.0.1"}); err != nil {
-			return fail(fmt.Errorf("swarm init: %w", err))
+		leave, err := swarmtest.Init(ctx, cli)
+		if err != nil {
+			return fail(err)
 		}
 		fmt.Println("initialised a single-node swarm on 127.0.0.1 (left at the end)")
 		undo = append(undo, func(ctx context.Context) {
-			if err := cli.SwarmLeave(ctx, true); err != nil {
-				fmt.Fprintln(os.Stderr, "rollout: swarm leave:", err)
+			if err := leave(ctx); err != nil {
+				fmt.Fprintln(os.Stderr, "rollout:", err)
 			}
 		})
 	default:

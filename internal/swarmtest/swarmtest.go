@@ -12,12 +12,15 @@ package swarmtest
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
 
@@ -57,17 +60,46 @@ func Manager(t testing.TB) *client.Client {
 	default:
 		t.Fatalf("engine swarm state %q", info.Swarm.LocalNodeState)
 	}
-	if _, err := cli.SwarmInit(ctx, swarm.InitRequest{ListenAddr: "127.0.0.1:2377", AdvertiseAddr: "127.0.0.1"}); err != nil {
-		t.Fatalf("swarm init: %v", err)
+	leave, err := Init(ctx, cli)
+	if err != nil {
+		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if err := cli.SwarmLeave(ctx, true); err != nil {
-			t.Errorf("swarm leave: %v", err)
+		if err := leave(ctx); err != nil {
+			t.Error(err)
 		}
 	})
 	return cli
+}
+
+// gwBridge is the bridge network the engine creates when it joins a swarm
+// and keeps after leaving it.
+const gwBridge = "docker_gwbridge"
+
+// Init makes the engine the manager of a single-node swarm on 127.0.0.1
+// and returns what undoes it: leave the swarm and remove the
+// docker_gwbridge network that joining it created (leaving keeps it), so
+// that the engine is as it was.
+func Init(ctx context.Context, cli *client.Client) (leave func(context.Context) error, err error) {
+	_, err = cli.NetworkInspect(ctx, gwBridge, network.InspectOptions{})
+	hadBridge := err == nil
+	if _, err := cli.SwarmInit(ctx, swarm.InitRequest{ListenAddr: "127.0.0.1:2377", AdvertiseAddr: "127.0.0.1"}); err != nil {
+		return nil, fmt.Errorf("swarm init: %w", err)
+	}
+	return func(ctx context.Context) error {
+		if err := cli.SwarmLeave(ctx, true); err != nil {
+			return fmt.Errorf("swarm leave: %w", err)
+		}
+		if hadBridge {
+			return nil
+		}
+		if err := cli.NetworkRemove(ctx, gwBridge); err != nil && !cerrdefs.IsNotFound(err) {
+			return fmt.Errorf("remove %s after leaving the swarm: %w", gwBridge, err)
+		}
+		return nil
+	}, nil
 }
 
 // lock takes the machine-wide swarm test lock until the test ends (its
