@@ -261,6 +261,7 @@ func (s *Server) routes() *gin.Engine {
 	s.deployRoutes(api)
 	s.buildRoutes(api)
 	s.pipelineRoutes(api)
+	s.sdRoutes(api)
 	ui.POST("/logout", s.requireCSRF, s.logout)
 
 	e.NoRoute(s.notFound)

@@ -38,6 +38,18 @@ type Config struct {
 	// Targets are host:port addresses scraped at /metrics from the start;
 	// SetTargets replaces them.
 	Targets []string
+	// HTTPSD, when set, adds a job "http_sd" whose targets come from an
+	// HTTP service discovery endpoint, such as kplane's
+	// GET /api/v1/sd/prometheus.
+	HTTPSD *HTTPSD
+}
+
+// HTTPSD is an http_sd_configs source, refreshed every second.
+type HTTPSD struct {
+	// URL answers Prometheus's HTTP SD format.
+	URL string
+	// Token, when set, is sent as "Authorization: Bearer <Token>".
+	Token string
 }
 
 // Server is a Prometheus process started for one test.
@@ -85,6 +97,22 @@ scrape_configs:
       - files: [%[2]q]
         refresh_interval: 1s
 `, promDuration(cfg.ScrapeInterval), s.sdFile)
+	if sd := cfg.HTTPSD; sd != nil {
+		config += fmt.Sprintf(`  - job_name: http_sd
+    http_sd_configs:
+      - url: %q
+        refresh_interval: 1s
+`, sd.URL)
+		if sd.Token != "" {
+			// type is explicit: Prometheus does not default it to Bearer
+			// in http_sd_configs and would send the bare token
+			// (prometheus/docs#2377).
+			config += fmt.Sprintf(`        authorization:
+          type: Bearer
+          credentials: %q
+`, sd.Token)
+		}
+	}
 	configFile := filepath.Join(dir, "prometheus.yml")
 	if err := os.WriteFile(configFile, []byte(config), 0o644); err != nil {
 		t.Fatalf("promtest: %v", err)
