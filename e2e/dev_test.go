@@ -63,6 +63,9 @@ type devProcess struct {
 	out     bytes.Buffer // stdout and stderr
 	exited  chan struct{}
 	waitErr error
+	// transport reaches the console; nil is http.DefaultTransport (a
+	// test of an https console sets one trusting its CA).
+	transport http.RoundTripper
 }
 
 func (p *devProcess) output() string {
@@ -81,6 +84,13 @@ func (w lockedWriter) Write(b []byte) (int, error) {
 
 // startDev runs `kplane dev` on free ports and waits for its banner.
 func startDev(t *testing.T, dataDir string, extra ...string) *devProcess {
+	t.Helper()
+	return startDevScheme(t, "http", dataDir, extra...)
+}
+
+// startDevScheme is startDev for a console served over scheme: https when
+// extra configures tls:.
+func startDevScheme(t *testing.T, scheme, dataDir string, extra ...string) *devProcess {
 	t.Helper()
 	listen, etcd := freePort(t), freePort(t)
 	token := "e2e-admin-token-0123456789"
@@ -109,7 +119,7 @@ func startDev(t *testing.T, dataDir string, extra ...string) *devProcess {
 		for sc.Scan() {
 			line := sc.Text()
 			lockedWriter{p}.Write([]byte(line + "\n"))
-			if m := regexp.MustCompile(`Console:\s+(http://\S+)`).FindStringSubmatch(line); m != nil {
+			if m := regexp.MustCompile(`Console:\s+(\S+)`).FindStringSubmatch(line); m != nil {
 				url = m[1]
 			}
 			if strings.Contains(line, "Ctrl-C stops everything") {
@@ -145,8 +155,8 @@ func startDev(t *testing.T, dataDir string, extra ...string) *devProcess {
 		t.Fatalf("no banner after 60 s:\n%s", p.output())
 	}
 	t.Logf("kplane dev printed its banner after %s", time.Since(start).Round(time.Millisecond))
-	if p.url != "http://"+listen {
-		t.Fatalf("banner URL %s, want http://%s", p.url, listen)
+	if want := scheme + "://" + listen; p.url != want {
+		t.Fatalf("banner URL %s, want %s", p.url, want)
 	}
 	if !strings.Contains(p.output(), token) {
 		t.Fatalf("banner does not show the admin token:\n%s", p.output())
@@ -178,7 +188,11 @@ func (p *devProcess) get(t *testing.T, path string, auth bool) (int, []byte) {
 	if auth {
 		req.Header.Set("Authorization", "Bearer "+p.token)
 	}
-	resp, err := http.DefaultTransport.RoundTrip(req)
+	rt := p.transport
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	resp, err := rt.RoundTrip(req)
 	if err != nil {
 		t.Fatalf("GET %s: %v", path, err)
 	}

@@ -347,8 +347,11 @@ func spanList(tr traceAPI) string {
 	return "[" + strings.Join(l, ", ") + "]"
 }
 
-// demoCheckin buys a ticket from an inventory instance, checks it in at a
-// checkpoint instance and returns the check-in's X-Trace-Id.
+// demoCheckin buys a ticket from an inventory instance of the demo's env
+// (dev), checks it in at a checkpoint instance of it and returns the
+// check-in's X-Trace-Id. kplane dev also runs the services in HAWAII's
+// environments, whose checkpoints call only their own env's inventory
+// (and an alpha env may be torn down at any moment).
 func demoCheckin(t *testing.T, p *devProcess) string {
 	t.Helper()
 	addrs := map[string]string{}
@@ -361,8 +364,11 @@ func demoCheckin(t *testing.T, p *devProcess) string {
 		var body servicesBody
 		if code == http.StatusOK && json.Unmarshal(b, &body) == nil {
 			for _, s := range body.Services {
-				if len(s.Instances) > 0 && s.Instances[0].Addr != "" {
-					addrs[s.Name] = s.Instances[0].Addr
+				for _, in := range s.Instances {
+					if in.Env == "dev" && in.Addr != "" {
+						addrs[s.Name] = in.Addr
+						break
+					}
 				}
 			}
 		}
