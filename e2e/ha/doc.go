@@ -7,7 +7,7 @@
 // every process it started and logs the figures that docs/reliability.md
 // reports.
 //
-// The tests skip when etcd (or, for the leader test, MariaDB or the Docker
-// engine) is missing, and fail instead under KPLANE_REQUIRE_INTEGRATION=1
-// (CI).
+// The tests skip when etcd (or, for the leader test, MariaDB, Prometheus
+// or the Docker engine) is missing, and fail instead under
+// KPLANE_REQUIRE_INTEGRATION=1 (CI).
 package ha

@@ -31,6 +31,7 @@ import (
 	"github.com/kplane/kplane/internal/dockertest"
 	"github.com/kplane/kplane/internal/etcdcluster"
 	"github.com/kplane/kplane/internal/mariadbtest"
+	"github.com/kplane/kplane/internal/promtest"
 	"github.com/kplane/kplane/internal/sqldb"
 )
 
@@ -69,7 +70,10 @@ func workPolicy() headquarter.Policy {
 
 // Run three `kplane server` replicas as production runs them: a
 // three-member etcd cluster, one shared MariaDB for the main store and
-// another database on it for spans, the docker driver on the one engine.
+// another database on it for spans, the docker driver on the one engine,
+// the autoscaler reading one Prometheus that finds the instances through
+// kplane's HTTP service discovery (GET /api/v1/sd/prometheus on r1, a
+// replica the test does not kill).
 // The leader is given real work: inventory under load that calls for a
 // scale-up, and an alpha stage of a reported build whose test job runs.
 // SIGKILL the leader while the scale-up is under way and the job runs:
@@ -119,6 +123,29 @@ func TestKillKplaneLeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	builds := hawaii.NewSQLStore(db, nil)
+	if err := authSvc.CreateUser(ctx, "prometheus", "pw-"+randHex(12), auth.Viewer); err != nil {
+		t.Fatal(err)
+	}
+	promToken, err := authSvc.CreateToken(ctx, "prometheus", "http_sd", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The replicas' addresses are chosen first: Prometheus discovers
+	// through r1, and every replica reads that Prometheus.
+	addrs := make([]string, replicas)
+	for i := range addrs {
+		addrs[i] = freeAddr(t)
+	}
+	prom := promtest.Start(t, promtest.Config{ScrapeInterval: time.Second, HTTPSD: &promtest.HTTPSD{
+		URL:   "http://" + addrs[1] + "/api/v1/sd/prometheus?env=" + workEnv,
+		Token: promToken,
+	}})
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("prometheus log:\n%s", prom.Log())
+		}
+	})
 
 	// The demo image is this binary's; containers go with the test.
 	removeDemoImage(t, dcli, bin)
@@ -129,17 +156,17 @@ func TestKillKplaneLeader(t *testing.T) {
 	if err := os.WriteFile(job, []byte("sleep 120\nprintf '<testsuite name=\"slow\"><testcase classname=\"c\" name=\"n\"/></testsuite>' > \"$KPLANE_JUNIT\"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	common := replicaConfig{endpoints: cluster.Endpoints(), storeDSN: storeDSN, spanDSN: spanDSN, job: job}
+	common := replicaConfig{endpoints: cluster.Endpoints(), storeDSN: storeDSN, spanDSN: spanDSN, job: job, prometheusURL: prom.URL}
 
 	// The first replica leads both elections before the others start, so
 	// that one SIGKILL interrupts the autoscaler and the pipeline.
-	rs := []*replica{startReplica(t, bin, "r0", common)}
+	rs := []*replica{startReplica(t, bin, "r0", addrs[0], common)}
 	rs[0].waitServing(t, startBudget)
 	for _, prefix := range elections {
 		waitLeader(t, ctx, cli, prefix, rs, nil, 30*time.Second)
 	}
 	for i := 1; i < replicas; i++ {
-		rs = append(rs, startReplica(t, bin, fmt.Sprintf("r%d", i), common))
+		rs = append(rs, startReplica(t, bin, fmt.Sprintf("r%d", i), addrs[i], common))
 	}
 	for _, r := range rs[1:] {
 		r.waitServing(t, startBudget)
@@ -179,9 +206,9 @@ func TestKillKplaneLeader(t *testing.T) {
 	alphaEnv := hawaii.AlphaEnv(build.ID)
 	dockertest.CleanupManaged(t, dcli, alphaEnv)
 	// ...and load that calls for a scale-up, under way when the kill comes.
+	loadStart := time.Now()
 	ld := startLoad(cli, loadRate)
 	defer ld.stop()
-	waitContainersAbove(t, ctx, dcli, 2, 60*time.Second)
 
 	var survivors []*replica
 	for _, r := range rs {
@@ -191,13 +218,16 @@ func TestKillKplaneLeader(t *testing.T) {
 	}
 	probes := startProbes(survivors, probeEvery)
 	defer probes.stop()
-	time.Sleep(200 * time.Millisecond) // a few probes before the kill, to compare
-	atKill := countContainers(t, ctx, dcli, workEnv)
+	// Prometheus's rate over 1m ramps up with the load, so the leader
+	// scales up a step at a time, each step a few hundred milliseconds of
+	// container start: the kill comes while one is stored in progress.
+	inflight := waitScaleInProgress(t, ctx, decisions, 90*time.Second)
 
 	killed := time.Now()
 	victim.kill(t)
-	t.Logf("SIGKILLed %s, leader of both elections, with %d %s containers running and alpha of build %d testing",
-		victim.name, atKill, workService, build.ID)
+	atKill := countContainers(t, ctx, dcli, workEnv)
+	t.Logf("SIGKILLed %s, leader of both elections, during decision %d (%s %d -> %d, %s after the load started), with %d %s containers and alpha of build %d testing",
+		victim.name, inflight.ID, inflight.Action, inflight.From, inflight.To, killed.Sub(loadStart).Round(time.Millisecond), atKill, workService, build.ID)
 
 	took := map[string]time.Duration{}
 	for name, prefix := range elections {
@@ -247,6 +277,28 @@ func TestKillKplaneLeader(t *testing.T) {
 
 	for _, r := range survivors {
 		r.stop(t)
+	}
+}
+
+// waitScaleInProgress waits until the leader has stored a scale-up in
+// progress, and returns it.
+func waitScaleInProgress(t *testing.T, ctx context.Context, store *headquarter.SQLStore, within time.Duration) headquarter.Decision {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		ds, err := store.Decisions(ctx, headquarter.DecisionQuery{Service: workService, Limit: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range ds {
+			if d.Action == headquarter.Up && d.Outcome == headquarter.OutcomeInProgress {
+				return d
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no scale-up of %s in progress within %s (latest decisions %+v)", workService, within, ds)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -370,18 +422,18 @@ type replicaConfig struct {
 	endpoints         []string
 	storeDSN, spanDSN string
 	job               string // the alpha test job's script
+	prometheusURL     string
 }
 
 // startReplica runs `kplane server` with a production config file: the
 // external etcd cluster, the main store and the span store on MariaDB, the
-// docker driver, the autoscaler (scrape source, 1 s ticks) and a pipeline
+// docker driver, the autoscaler (Prometheus source, 1 s ticks) and a pipeline
 // for inventory. The demo starts no instances: the test gives the work.
 // The replica runs in its own process group, so that a kill takes its test
 // jobs with it, as a machine's death would.
-func startReplica(t *testing.T, bin, name string, c replicaConfig) *replica {
+func startReplica(t *testing.T, bin, name, listen string, c replicaConfig) *replica {
 	t.Helper()
 	dir := t.TempDir()
-	listen := freeAddr(t)
 	config := fmt.Sprintf(`listen: %s
 data_dir: %s
 etcd:
@@ -399,14 +451,15 @@ demo:
   checkpoint: 0
 autoscaler:
   enabled: true
-  source: scrape
+  source: prometheus
+  prometheus_url: %s
   interval: 1s
 pipeline:
   services:
     - service: inventory
       alpha: [{name: slow, command: [sh, %q]}]
       qa: [{name: slow, command: [sh, %q]}]
-`, listen, dir, strings.Join(c.endpoints, ", "), c.storeDSN, c.spanDSN, c.job, c.job)
+`, listen, dir, strings.Join(c.endpoints, ", "), c.storeDSN, c.spanDSN, c.prometheusURL, c.job, c.job)
 	file := filepath.Join(dir, "kplane.yaml")
 	if err := os.WriteFile(file, []byte(config), 0o600); err != nil {
 		t.Fatal(err)

@@ -153,19 +153,6 @@ func waitInstances(t *testing.T, ctx context.Context, cli *clientv3.Client, dcli
 	}
 }
 
-// waitContainersAbove waits until more than n inventory containers exist:
-// a scale-up is under way.
-func waitContainersAbove(t *testing.T, ctx context.Context, dcli *client.Client, n int, within time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for countContainers(t, ctx, dcli, workEnv) <= n {
-		if time.Now().After(deadline) {
-			t.Fatalf("no scale-up of %s within %s", workService, within)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // waitJobRunning waits until the build reported with guid runs its alpha
 // test job, and returns the build.
 func waitJobRunning(t *testing.T, ctx context.Context, builds *hawaii.SQLStore, guid string, within time.Duration) hawaii.Build {
