@@ -22,6 +22,7 @@ import (
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
 
+	"github.com/kplane/kplane/internal/dockertest"
 	"github.com/kplane/kplane/internal/swarmtest"
 	"github.com/kplane/kplane/signalman"
 )
@@ -265,5 +266,25 @@ func TestScaleOnRealSwarm(t *testing.T) {
 	}
 	if _, err := d.Scale(ctx, target, -1); !errors.Is(err, signalman.ErrInvalid) {
 		t.Errorf("Scale(-1) = %v, want ErrInvalid", err)
+	}
+}
+
+// tagDemo tags the ticketing demo image (built FROM scratch once per test
+// binary) as repo:<version> for each version, untagged when t ends.
+func tagDemo(t *testing.T, cli *client.Client, repo string, versions ...string) {
+	t.Helper()
+	demo := dockertest.BuildDemoImage(t)
+	for _, v := range versions {
+		tag := repo + ":" + v
+		if err := cli.ImageTag(t.Context(), demo, tag); err != nil {
+			t.Fatalf("tag %s: %v", tag, err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if _, err := cli.ImageRemove(ctx, tag, image.RemoveOptions{}); err != nil {
+				t.Errorf("untag %s: %v", tag, err)
+			}
+		})
 	}
 }

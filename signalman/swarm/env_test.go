@@ -10,12 +10,10 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
 
-	"github.com/kplane/kplane/internal/dockertest"
 	"github.com/kplane/kplane/internal/etcdtest"
 	"github.com/kplane/kplane/registry"
 	"github.com/kplane/kplane/signalman"
@@ -33,20 +31,10 @@ import (
 // error.
 func TestEnvOnRealSwarm(t *testing.T) {
 	cli := engine(t)
-	demo := dockertest.BuildDemoImage(t)
 	sfx := suffix()
 	repo := "kplane-swarm-env-" + sfx
 	tag := repo + ":1.0.0"
-	if err := cli.ImageTag(t.Context(), demo, tag); err != nil {
-		t.Fatalf("tag %s: %v", tag, err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if _, err := cli.ImageRemove(ctx, tag, image.RemoveOptions{}); err != nil {
-			t.Errorf("untag %s: %v", tag, err)
-		}
-	})
+	tagDemo(t, cli, repo, "1.0.0")
 	sleeper := "kplane-swarm-sleeper:" + sfx
 	sleeperImage(t, cli, sleeper)
 

@@ -10,7 +10,6 @@ import (
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/swarm"
 
-	"github.com/kplane/kplane/internal/dockertest"
 	"github.com/kplane/kplane/internal/etcdtest"
 	"github.com/kplane/kplane/registry"
 	"github.com/kplane/kplane/signalman"
@@ -25,22 +24,9 @@ import (
 // Swarm itself, which kplane follows.
 func TestRollOnRealSwarm(t *testing.T) {
 	cli := engine(t)
-	demo := dockertest.BuildDemoImage(t)
 	sfx := suffix()
 	repo := "kplane-swarm-roll-" + sfx
-	for _, v := range []string{"1.0.0", "2.0.0"} {
-		tag := repo + ":" + v
-		if err := cli.ImageTag(t.Context(), demo, tag); err != nil {
-			t.Fatalf("tag %s: %v", tag, err)
-		}
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			if _, err := cli.ImageRemove(ctx, tag, image.RemoveOptions{}); err != nil {
-				t.Errorf("untag %s: %v", tag, err)
-			}
-		})
-	}
+	tagDemo(t, cli, repo, "1.0.0", "2.0.0")
 	sleeperImage(t, cli, repo+":bad")
 	if err := cli.ImageTag(t.Context(), repo+":bad", repo+":crash"); err != nil {
 		t.Fatal(err)

@@ -9,11 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/swarm"
 
-	"github.com/kplane/kplane/internal/dockertest"
 	"github.com/kplane/kplane/internal/etcdtest"
 	"github.com/kplane/kplane/registry"
 	"github.com/kplane/kplane/signalman"
@@ -29,22 +27,9 @@ import (
 // 4 → 8 and 8 → 2. The load generator must report no failed request.
 func TestZeroFailedRequests(t *testing.T) {
 	cli := engine(t)
-	demo := dockertest.BuildDemoImage(t)
 	sfx := suffix()
 	repo := "kplane-swarm-zero-" + sfx
-	for _, v := range []string{"v1", "v2"} {
-		tag := repo + ":" + v
-		if err := cli.ImageTag(t.Context(), demo, tag); err != nil {
-			t.Fatalf("tag %s: %v", tag, err)
-		}
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			if _, err := cli.ImageRemove(ctx, tag, image.RemoveOptions{}); err != nil {
-				t.Errorf("untag %s: %v", tag, err)
-			}
-		})
-	}
+	tagDemo(t, cli, repo, "v1", "v2")
 
 	srv := etcdtest.Start(t)
 	w := registry.NewWatcher(registry.WatcherConfig{Client: srv.Client(t)})
