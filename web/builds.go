@@ -354,13 +354,7 @@ func (b *buildAPI) list(c *gin.Context) {
 	if page.Builds == nil {
 		page.Builds = []hawaii.BuildView{}
 	}
-	want := q.Limit
-	if want == 0 {
-		want = hawaii.DefaultLimit
-	}
-	if len(views) == want {
-		page.Next = strconv.FormatInt(views[len(views)-1].ID, 10)
-	}
+	page.Next = nextCursor(views, q.Limit, func(v hawaii.BuildView) int64 { return v.ID })
 	c.JSON(http.StatusOK, page)
 }
 
@@ -539,12 +533,19 @@ func (b *buildAPI) audit(c *gin.Context) {
 	if page.Events == nil {
 		page.Events = []hawaii.Event{}
 	}
-	want := q.Limit
-	if want == 0 {
-		want = hawaii.DefaultLimit
-	}
-	if len(events) == want {
-		page.Next = strconv.FormatInt(events[len(events)-1].ID, 10)
-	}
+	page.Next = nextCursor(events, q.Limit, func(e hawaii.Event) int64 { return e.ID })
 	c.JSON(http.StatusOK, page)
+}
+
+// nextCursor is the `before` value of the page after items, a page read
+// with limit (0: hawaii.DefaultLimit): the last item's ID when the page is
+// full, "" when it was the last page.
+func nextCursor[T any](items []T, limit int, id func(T) int64) string {
+	if limit == 0 {
+		limit = hawaii.DefaultLimit
+	}
+	if len(items) == 0 || len(items) < limit {
+		return ""
+	}
+	return strconv.FormatInt(id(items[len(items)-1]), 10)
 }
