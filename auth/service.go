@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/kplane/kplane/internal/sqldb"
 )
 
 // DefaultSessionTTL is how long a browser session lasts when Config leaves
@@ -88,20 +90,8 @@ func New(db *sql.DB, cfg Config) (*Service, error) {
 }
 
 // inTx runs fn in a transaction and commits if fn returns nil.
-func (s *Service) inTx(ctx context.Context, fn func(*sql.Tx) error) (err error) {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			_ = tx.Rollback() // the original error matters more than a failed rollback
-		}
-	}()
-	if err := fn(tx); err != nil {
-		return err
-	}
-	return tx.Commit()
+func (s *Service) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	return sqldb.InTx(ctx, s.db, fn)
 }
 
 // unixNano stores times as integers: portable across SQL dialects and

@@ -35,20 +35,8 @@ func NewSQLStore(db *sql.DB, now func() time.Time) *SQLStore {
 }
 
 // inTx runs f in one transaction, rolling back on error.
-func (s *SQLStore) inTx(ctx context.Context, f func(tx *sql.Tx) error) (err error) {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			err = errors.Join(err, tx.Rollback())
-		}
-	}()
-	if err := f(tx); err != nil {
-		return err
-	}
-	return tx.Commit()
+func (s *SQLStore) inTx(ctx context.Context, f func(tx *sql.Tx) error) error {
+	return sqldb.InTx(ctx, s.db, f)
 }
 
 func nanos(t time.Time) int64 {

@@ -312,20 +312,8 @@ func (s *SQLStore) PutPolicy(ctx context.Context, p Policy) error {
 	return nil
 }
 
-func (s *SQLStore) inTx(ctx context.Context, f func(tx *sql.Tx) error) (err error) {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			err = errors.Join(err, tx.Rollback())
-		}
-	}()
-	if err := f(tx); err != nil {
-		return err
-	}
-	return tx.Commit()
+func (s *SQLStore) inTx(ctx context.Context, f func(tx *sql.Tx) error) error {
+	return sqldb.InTx(ctx, s.db, f)
 }
 
 // Policies implements PolicyStore.

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/kplane/kplane/internal/sqldb"
 )
 
 // SQLDeployStore is a DeployStore on kplane's SQL database (tables deploys
@@ -36,20 +38,8 @@ func fromNanos(n int64) time.Time {
 	return time.Unix(0, n).UTC()
 }
 
-func (s *SQLDeployStore) inTx(ctx context.Context, f func(tx *sql.Tx) error) (err error) {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			err = errors.Join(err, tx.Rollback())
-		}
-	}()
-	if err := f(tx); err != nil {
-		return err
-	}
-	return tx.Commit()
+func (s *SQLDeployStore) inTx(ctx context.Context, f func(tx *sql.Tx) error) error {
+	return sqldb.InTx(ctx, s.db, f)
 }
 
 // Create implements DeployStore.

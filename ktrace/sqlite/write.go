@@ -3,10 +3,10 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"strings"
 
+	"github.com/kplane/kplane/internal/sqldb"
 	"github.com/kplane/kplane/ktrace"
 	"github.com/kplane/kplane/ktrace/inmem"
 )
@@ -355,20 +355,6 @@ func (in *rowInserter) flush() error {
 	return err
 }
 
-func (s *Store) inTx(ctx context.Context, fn func(*sql.Tx) error) (err error) {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			if rbErr := tx.Rollback(); rbErr != nil && !errors.Is(rbErr, sql.ErrTxDone) {
-				err = errors.Join(err, rbErr)
-			}
-		}
-	}()
-	if err := fn(tx); err != nil {
-		return err
-	}
-	return tx.Commit()
+func (s *Store) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	return sqldb.InTx(ctx, s.w, fn)
 }
