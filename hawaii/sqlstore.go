@@ -176,16 +176,8 @@ func (s *SQLStore) Builds(ctx context.Context, q BuildQuery) ([]BuildView, error
 	if err != nil {
 		return nil, fmt.Errorf("list builds: %w", err)
 	}
-	var builds []Build
-	for rows.Next() {
-		b, err := scanBuild(rows)
-		if err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("list builds: %w", err)
-		}
-		builds = append(builds, b)
-	}
-	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+	builds, err := sqldb.Collect(rows, func(r *sql.Rows) (Build, error) { return scanBuild(r) })
+	if err != nil {
 		return nil, fmt.Errorf("list builds: %w", err)
 	}
 	ids := make([]int64, len(builds))
@@ -797,16 +789,8 @@ func (s *SQLStore) Promotions(ctx context.Context, q PromotionQuery) ([]Promotio
 	if err != nil {
 		return nil, fmt.Errorf("list promotions: %w", err)
 	}
-	defer rows.Close()
-	var out []Promotion
-	for rows.Next() {
-		p, err := scanPromotion(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list promotions: %w", err)
-		}
-		out = append(out, p)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := sqldb.Collect(rows, func(r *sql.Rows) (Promotion, error) { return scanPromotion(r) })
+	if err != nil {
 		return nil, fmt.Errorf("list promotions: %w", err)
 	}
 	return out, nil

@@ -168,16 +168,8 @@ func (s *SQLDeployStore) List(ctx context.Context, t Target, limit int) ([]Deplo
 	if err != nil {
 		return nil, fmt.Errorf("list deploys: %w", err)
 	}
-	var out []Deploy
-	for rows.Next() {
-		d, err := scanDeploy(rows)
-		if err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("list deploys: %w", err)
-		}
-		out = append(out, d)
-	}
-	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+	out, err := sqldb.Collect(rows, func(r *sql.Rows) (Deploy, error) { return scanDeploy(r) })
+	if err != nil {
 		return nil, fmt.Errorf("list deploys: %w", err)
 	}
 	if err := s.steps(ctx, out); err != nil {

@@ -26,3 +26,21 @@ func InTx(ctx context.Context, db *sql.DB, fn func(*sql.Tx) error) (err error) {
 	}
 	return tx.Commit()
 }
+
+// Collect scans every row of rows with scan, closes rows, and returns the
+// values in order, or the first error of scanning, iterating or closing.
+func Collect[T any](rows *sql.Rows, scan func(*sql.Rows) (T, error)) ([]T, error) {
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			rows.Close()
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
